@@ -1,0 +1,1 @@
+"""Small `relief` sub-commands that belong to no single module."""

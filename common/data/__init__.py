@@ -1,0 +1,1 @@
+"""Data sets, windowing, normalisation and client partitions (pure; no Flower)."""

@@ -1,0 +1,1 @@
+"""RELIEF Flower ClientApp: trains its assigned parameter groups and measures time and energy."""

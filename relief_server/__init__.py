@@ -1,0 +1,1 @@
+"""RELIEF Flower ServerApp and strategies."""
