@@ -179,7 +179,7 @@ def _overlap(start: float, length: float, end: float) -> float:
 
 
 def _fraction(start: float, length: float, end: float) -> float:
-    return 1.0 if length <= 0 else _overlap(start, length, end) / length
+    return 1.0 if length <= 0 else min(1.0, _overlap(start, length, end) / length)
 
 
 def simulate_round(
@@ -199,21 +199,24 @@ def simulate_round(
         raise ValueError(f"duplicate client ids in one round: {ids}")
     finish = {c.client_id: c.total_s for c in costs}
     slowest = max(finish.values(), default=0.0)
-    if deadline_s is None or slowest <= deadline_s * (1 + _EPS):
-        duration = slowest  # everybody made it: the server does not wait for the deadline
-    else:
-        duration = deadline_s
+    # Everybody made it: the server does not wait for the deadline. Otherwise it stops waiting at the deadline.
+    on_time = deadline_s is None or slowest <= deadline_s * (1 + _EPS)
+    duration = slowest if on_time or deadline_s is None else deadline_s
     clients: dict[str, ClientRound] = {}
     for c in costs:
         p = c.profile
         dropped = finish[c.client_id] > duration * (1 + _EPS)
         down_s, comp_s, up_s = c.download_s, c.compute_s, c.upload_s
-        busy = _overlap(down_s, comp_s, duration)
-        moved_down = c.bytes_down * _fraction(0.0, down_s, duration)
-        # A dropped update did not arrive: count only what was on the wire before the cut.
-        moved_up = c.bytes_up * _fraction(down_s + comp_s, up_s, duration)
+        if dropped:  # cut off at the deadline: count only the work done and the bytes moved before the cut
+            busy = _overlap(down_s, comp_s, duration)
+            moved_down = c.bytes_down * _fraction(0.0, down_s, duration)
+            moved_up = c.bytes_up * _fraction(down_s + comp_s, up_s, duration)
+        else:
+            busy, moved_down, moved_up = comp_s, float(c.bytes_down), float(c.bytes_up)
         energy = p.active_w * busy + p.idle_w * (duration - busy) + p.radio_j_per_byte * (moved_down + moved_up)
-        clients[c.client_id] = ClientRound(c.client_id, finish[c.client_id], dropped, busy, energy, moved_up, moved_down)
+        clients[c.client_id] = ClientRound(
+            c.client_id, finish[c.client_id], dropped, busy, energy, moved_up, moved_down
+        )
     idle_energy = sum(p.idle_w * duration for p in (idle or {}).values())
     return RoundTiming(duration, deadline_s, clients, idle_energy)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from common.allocation import AllocationConfig
 from common.clock import ClockConfig
 from common.config import load, option
 from common.data.config import ClientsConfig, DataConfig
@@ -26,7 +27,7 @@ class TrainConfig:
         1.0, help="local epochs per round at full budget (a slow device may run a fraction: elastic work)", gt=0
     )
     batch_size: int = option(32, help="local mini-batch size", ge=1)
-    lr: float = option(0.01, help="local SGD learning rate", gt=0)
+    lr: float = option(0.05, help="local SGD learning rate", gt=0)
     momentum: float = option(0.9, help="local SGD momentum (state is not kept across rounds)", ge=0, lt=1)
     weight_decay: float = option(0.0, help="local SGD weight decay", ge=0)
     device: Literal["auto", "cpu", "cuda"] = option("auto", help="auto: CUDA when present (a Jetson's GPU), else CPU")
@@ -36,7 +37,15 @@ class TrainConfig:
 class StrategyConfig:
     """Server-side strategy. Keys under `relief` apply to the RELIEF strategy only (see docs/strategies.md)."""
 
-    name: Literal["relief", "fedavg"] = option("relief", help="relief or fedavg (everything, every round)")
+    name: Literal["relief", "fedavg", "fedavg-deadline"] = option(
+        "relief",
+        help="relief; fedavg (everyone trains and sends everything, the round waits for the slowest); "
+        "fedavg-deadline (FedAvg under the same deadline as relief: late updates are dropped)",
+    )
+    relief: AllocationConfig = option(default_factory=AllocationConfig, help="RELIEF's allocator")
+    max_update_norm: float | None = option(
+        None, help="reject a reply whose update of any tensor has an L2 norm above this (null = no bound)", gt=0
+    )
     fraction_train: float = option(1.0, help="fraction of nodes sampled each round", gt=0, le=1)
     min_nodes: int = option(2, help="wait for at least this many connected nodes before a round", ge=1)
     round_timeout_s: float = option(3600.0, help="real seconds the server waits for replies each round", gt=0)

@@ -203,3 +203,17 @@ def load_backbone(model: MultimodalNet, path: str) -> None:
             if tuple(state[n].shape) != tuple(own[n].shape):
                 raise ValueError(f"{path}: {n} has shape {tuple(state[n].shape)}, the model {tuple(own[n].shape)}")
             own[n].copy_(state[n])
+
+
+def init_model(
+    cfg: ModelConfig, seed: int, modalities: Mapping[str, int], num_classes: int, window: int
+) -> MultimodalNet:
+    """The run's initial model, identical on the server and every client: seeded init, plus the backbone checkpoint
+    in the lora regime (a client writes the groups it receives over it; groups it never receives are never used)."""
+    torch.manual_seed(seed)
+    model = build_model(cfg, modalities, num_classes, window)
+    if cfg.regime == "lora":
+        if not cfg.checkpoint:
+            raise ConfigError("model.checkpoint", "a backbone checkpoint for the lora regime (make one: relief pretrain)")
+        load_backbone(model, cfg.checkpoint)
+    return model

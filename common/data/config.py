@@ -93,13 +93,17 @@ class ClientsConfig:
     )
     per_subject: int = option(1, help="clients per training subject (its windows split at random into k parts)", ge=1)
     dirichlet_alpha: float | None = option(
-        None, help="null = clients are subjects; else pool training windows and split by Dirichlet(alpha) per class", gt=0
+        None,
+        help="null = clients are subjects; else pool training windows and split by Dirichlet(alpha) per class",
+        gt=0,
     )
     test_subjects: list[int] = option(
         [], help="held-out test subjects (ids as in the data set); empty = pick `test_count` by seed"
     )
     test_count: int = option(
-        1, help="when test_subjects is empty: how many subjects to hold out (chosen among those covering most classes)", ge=0
+        1,
+        help="when test_subjects is empty: how many subjects to hold out (chosen among those covering most classes)",
+        ge=0,
     )
 
     def validate(self) -> None:
