@@ -47,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--samples", type=int, default=1024, help="local samples of the client (one epoch)")
     p.add_argument("--calib-steps", type=int, default=20, help="timed steps per calibration subset and repeat")
-    p.add_argument("--repeats", type=int, default=5, help="timed repetitions of everything (the median is kept)")
+    p.add_argument("--repeats", type=int, default=7, help="timed repetitions of everything (the median is kept)")
     p.add_argument(
         "--profile",
         default=None,
@@ -57,7 +57,15 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def train_epoch(model: Any, registry: Any, subset: tuple[str, ...], data: dict, y: torch.Tensor, steps: int, bs: int):
+def train_epoch(
+    model: Any,
+    registry: Any,
+    subset: tuple[str, ...],
+    data: dict[str, torch.Tensor],
+    y: torch.Tensor,
+    steps: int,
+    bs: int,
+) -> tuple[float, float]:
     """One client's local training as the client app runs it: ``steps`` mini-batches of its own data, training the
     subset's groups + shared. Returns (wall seconds, executed FLOPs)."""
     groups = [modality_group(m) for m in subset] + registry.shared_groups
@@ -104,14 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     times: list[list[float]] = [[] for _ in runs]
     executed = [0.0 for _ in runs]
     calib_flops = [0.0 for _ in calib]
-    for r in range(args.repeats):
+    for rep in range(args.repeats):
         blocks = measure_subsets(
             model,
             registry,
             calib,
             batch_size=args.batch_size,
             steps=args.calib_steps,
-            warmup=5 if r == 0 else 1,
+            warmup=5 if rep == 0 else 2,
             repeats=1,
         )
         for i, sample in enumerate(blocks):
@@ -135,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         step_overhead_s=0.0,
     )
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for (kind, subset, steps), ts, flops in zip(runs, times, executed, strict=True):
         measured = statistics.median(ts)
         pred = client_cost(profile, flops, 0, 0, steps=steps).compute_s
@@ -153,9 +161,9 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
 
-    errs = [abs(r["error"]) for r in rows]
-    errs_f = [abs(r["flops_only_error"]) for r in rows]
-    summary = {
+    errs = [abs(float(row["error"])) for row in rows]
+    errs_f = [abs(float(row["flops_only_error"])) for row in rows]
+    summary: dict[str, Any] = {
         "profile": args.profile or "in-run calibration",
         "host": platform.node(),
         "machine": platform.machine(),
@@ -188,13 +196,13 @@ def main(argv: list[str] | None = None) -> int:
             for c in samples
         ),
         "",
-        "| run | subset | steps | GFLOP | measured s | predicted s | error | FLOPs-only error |",
+        "| run | subset | steps | GFLOP | measured s | predicted s | error | FLOPs-only error (in-run fit through 0) |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in rows:
+    for row in rows:
         lines.append(
-            f"| {r['kind']} | {r['subset']} | {r['steps']} | {r['gflop']:.2f} | {r['measured_s']:.3f} | "
-            f"{r['predicted_s']:.3f} | {r['error']:+.1%} | {r['flops_only_error']:+.1%} |"
+            f"| {row['kind']} | {row['subset']} | {row['steps']} | {row['gflop']:.2f} | {row['measured_s']:.3f} | "
+            f"{row['predicted_s']:.3f} | {row['error']:+.1%} | {row['flops_only_error']:+.1%} |"
         )
     lines += [
         "",

@@ -95,13 +95,18 @@ class DivergenceTracker:
         top = max(self.divergence.values(), default=0.0)
         out = {}
         for g in self.groups:
-            d = self.divergence.get(g, 0.0) / top if top > 0 else 0.0
+            # A group never observed scores as the most divergent one: an unknown spread is not a known zero (scored
+            # 0, the bonus alone would need ln(t+1) > 1/c^2 rounds to beat an observed group).
+            d = self.divergence.get(g, top) / top if top > 0 else 0.0
             bonus = self.cfg.exploration * math.sqrt(math.log(round_number + 1) / (self.observations.get(g, 0) + 1))
             out[g] = d + bonus
         return out
 
     def state(self) -> dict[str, dict[str, float]]:
-        return {"divergence": dict(self.divergence), "observations": {k: float(v) for k, v in self.observations.items()}}
+        return {
+            "divergence": dict(self.divergence),
+            "observations": {k: float(v) for k, v in self.observations.items()},
+        }
 
 
 # ---------------------------------------------------------------------------------------------------- allocation
@@ -168,17 +173,13 @@ def allocate(
     candidates = list(modality_groups)
     floor = cfg.min_work_fraction * full_samples
     while candidates:
-        base = per_sample(chosen)
-
-        def ratio(g: str) -> float:
-            marginal = max(per_sample([*chosen, g]) - base, 1e-12)
-            return scores.get(g, 0.0) / marginal
-
-        best = max(candidates, key=lambda g: (ratio(g), -candidates.index(g)))
+        base = per_sample(chosen)  # score per unit of marginal cost; ties go to the earlier group
+        ratio = {g: scores.get(g, 0.0) / max(per_sample([*chosen, g]) - base, 1e-12) for g in candidates}
+        best = max(candidates, key=lambda g: (ratio[g], -candidates.index(g)))
         candidates.remove(best)
         # Always take the best modality group (a device that owns a modality contributes to it, which also lets
         # exploration reach every group); further ones only while enough local work still fits.
-        if len(chosen) == len(shared_groups) or fits([*chosen, best]) >= floor:
+        if len(chosen) == len(shared_groups) or fits([*chosen, best]) >= max(floor, 1):
             chosen.append(best)
     ordered = [g for g in everything if g in chosen]  # registry order: stable keys and messages
     return build(ordered, min(full_samples, max(batch_size, fits(ordered))))

@@ -49,6 +49,9 @@ class StrategyConfig:
     fraction_train: float = option(1.0, help="fraction of nodes sampled each round", gt=0, le=1)
     min_nodes: int = option(2, help="wait for at least this many connected nodes before a round", ge=1)
     round_timeout_s: float = option(3600.0, help="real seconds the server waits for replies each round", gt=0)
+    connect_timeout_s: float = option(
+        60.0, help="real seconds the server waits for every client's node to connect before it starts", gt=0
+    )
 
 
 @dataclass

@@ -29,7 +29,9 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
 
 
 @torch.no_grad()
-def predict(model: MultimodalNet, x: Mapping[str, np.ndarray], modalities: Sequence[str], batch: int = 512) -> np.ndarray:
+def predict(
+    model: MultimodalNet, x: Mapping[str, np.ndarray], modalities: Sequence[str], batch: int = 512
+) -> np.ndarray:
     """Class predictions with only ``modalities`` present (the others absent: zero-filled, encoders not run)."""
     model.eval()
     n = len(next(iter(x.values())))

@@ -214,6 +214,8 @@ def init_model(
     model = build_model(cfg, modalities, num_classes, window)
     if cfg.regime == "lora":
         if not cfg.checkpoint:
-            raise ConfigError("model.checkpoint", "a backbone checkpoint for the lora regime (make one: relief pretrain)")
+            raise ConfigError(
+                "model.checkpoint", "a backbone checkpoint for the lora regime (make one: relief pretrain)"
+            )
         load_backbone(model, cfg.checkpoint)
     return model

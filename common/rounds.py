@@ -17,6 +17,7 @@ Strategies differ only in what they plan and which keys come back; the aggregati
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -96,6 +97,7 @@ class ServerCore:
         self.ledger = Ledger()
         self.deadline_s: float | None = None
         self.plans: dict[str, Assignment] = {}
+        self.sat_out: list[str] = []  # relief: devices that could not deliver even one batch before the deadline
 
     # ------------------------------------------------------------------------------------------------ planning
     def price(self, present: Sequence[str], trained: Sequence[str]) -> float:
@@ -123,11 +125,13 @@ class ServerCore:
             if self.strategy != "fedavg"
             else None
         )
+        self.sat_out = []
         if self.strategy != "relief":
             self.plans = {c.cid: self._full_assignment(c, everything=True) for c in clients}
             return self.plans
         scores = self.tracker.scores(round_number)
         plans = {}
+        self.sat_out = []
         for c in clients:
             owned = self.registry.groups_for(c.modalities)
             full = self.full_samples(c)
@@ -136,12 +140,31 @@ class ServerCore:
                 nbytes = self.registry.nbytes(owned)
                 steps = -(-full // self.batch_size)
                 budget = compute_budget_flops(c.profile, self.deadline_s, nbytes, nbytes, steps=steps)
-            plans[c.cid] = allocate(
-                c.modalities, owned, self.registry.shared_groups, full, budget, scores, self.price,
-                self.alloc_cfg, self.batch_size,
+            a = allocate(
+                c.modalities,
+                owned,
+                self.registry.shared_groups,
+                full,
+                budget,
+                scores,
+                self.price,
+                self.alloc_cfg,
+                self.batch_size,
             )
+            if self.deadline_s is not None and self._finish_s(c, a) > self.deadline_s:
+                # Not even the smallest assignment arrives in time (usually: communication alone takes longer than
+                # the deadline). Sending it work would only burn its energy on an update the server must drop.
+                self.sat_out.append(c.cid)
+                continue
+            plans[c.cid] = a
         self.plans = plans
         return plans
+
+    def _finish_s(self, c: ClientInfo, a: Assignment) -> float:
+        """Virtual time at which the device would deliver this assignment (its actual bytes and steps)."""
+        steps = -(-a.samples // self.batch_size)
+        nbytes_up, nbytes_down = self.registry.nbytes(a.train), self.registry.nbytes(a.send)
+        return client_cost(c.profile, a.flops, nbytes_up, nbytes_down, steps=steps).total_s
 
     def payload(self, assignment: Assignment) -> dict[str, np.ndarray]:
         """The arrays to send down for an assignment (only the groups it needs)."""
@@ -154,21 +177,33 @@ class ServerCore:
         if plan is None:
             raise ReplyRejected("reply from a client that was not sent work this round")
         keys = set(self.registry.all_keys(plan.train))
-        limits = ReplyLimits(keys, self.registry.shapes(plan.train), True, self.max_update_norm,
-                             self.registry.read(plan.train) if self.max_update_norm is not None else {})
+        limits = ReplyLimits(
+            keys,
+            self.registry.shapes(plan.train),
+            True,
+            self.max_update_norm,
+            self.registry.read(plan.train) if self.max_update_norm is not None else {},
+        )
         validate_reply(reply.arrays, limits)
         if not (0 < reply.samples <= plan.samples) or reply.flops < 0 or reply.steps < 0:
             raise ReplyRejected(f"implausible counts: samples={reply.samples} (planned {plan.samples})")
 
     def aggregate(
-        self, round_number: int, clients: Sequence[ClientInfo], replies: Sequence[Reply],
+        self,
+        round_number: int,
+        clients: Sequence[ClientInfo],
+        replies: Sequence[Reply],
         rejected: Mapping[str, str] | None = None,
     ) -> RoundOutcome:
         """Validate, apply the clock's deadline, masked-mean the survivors into the global model, update scores."""
         by_cid = {c.cid: c for c in clients}
         bad: dict[str, str] = dict(rejected or {})
         good: list[Reply] = []
+        per_cid = Counter(r.cid for r in replies)
         for r in sorted(replies, key=lambda r: r.cid):
+            if per_cid[r.cid] > 1:  # one plan, one reply: a second one would double the client's weight
+                bad[r.cid] = "duplicate replies"
+                continue
             try:
                 self.check(r)
                 good.append(r)
@@ -180,9 +215,14 @@ class ServerCore:
         bytes_down = {cid: self.registry.nbytes(p.send) for cid, p in self.plans.items()}
         bytes_up = {r.cid: self.registry.nbytes(self.plans[r.cid].train) for r in good}
         costs = [
-            client_cost(by_cid[cid].profile, next((r.flops for r in good if r.cid == cid), 0.0),
-                        bytes_up.get(cid, 0), bytes_down[cid],
-                        steps=next((r.steps for r in good if r.cid == cid), 0), client_id=cid)
+            client_cost(
+                by_cid[cid].profile,
+                next((r.flops for r in good if r.cid == cid), 0.0),
+                bytes_up.get(cid, 0),
+                bytes_down[cid],
+                steps=next((r.steps for r in good if r.cid == cid), 0),
+                client_id=cid,
+            )
             for cid in sorted(self.plans)
         ]
         idle = {c.cid: c.profile for c in clients if c.cid not in self.plans}
@@ -196,8 +236,10 @@ class ServerCore:
             self._observe(current, survivors)
         self.registry.write({k: v for k, v in new.items() if v is not current[k]})
         self.ledger.add_timing(timing, round=round_number)
-        cohorts = {g: sorted({u for k, us in carried_by(updates).items() if k.startswith(g + "/") for u in us})
-                   for g in self.registry.names}
+        cohorts = {
+            g: sorted({u for k, us in carried_by(updates).items() if k.startswith(g + "/") for u in us})
+            for g in self.registry.names
+        }
         return RoundOutcome(round_number, timing, [r.cid for r in survivors], bad, late, cohorts, bytes_up, bytes_down)
 
     def _observe(self, current: Mapping[str, np.ndarray], replies: Sequence[Reply]) -> None:

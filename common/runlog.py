@@ -4,7 +4,8 @@
     runs/<name>/environment.json git commit, package versions, machine, seeds
     runs/<name>/rounds.csv      one row per round (cumulative virtual time, energy, bytes; metrics)
     runs/<name>/clients.csv     one row per client per round (groups, work, FLOPs, bytes, seconds, joules, method)
-    runs/<name>/summary.json    final metrics and time/energy/bytes to the target macro-F1
+    runs/<name>/summary.json    final metrics and time/energy/bytes to the target macro-F1 (written last)
+    runs/<name>/model.npz       the final global parameter groups under their transport keys
 
 Rows are appended and flushed as rounds finish, so a killed run keeps every round it completed.
 """
@@ -27,12 +28,40 @@ import yaml
 from common.config import to_dict
 
 ROUND_FIELDS = [
-    "round", "virtual_time_s", "energy_j", "bytes_up", "bytes_down", "round_time_s", "deadline_s",
-    "accuracy", "macro_f1", "rare_modality_f1", "participants", "failed", "late",
+    "round",
+    "virtual_time_s",
+    "energy_j",
+    "bytes_up",
+    "bytes_down",
+    "round_time_s",
+    "deadline_s",
+    "accuracy",
+    "macro_f1",
+    "rare_modality_f1",
+    "participants",
+    "failed",
+    "late",
+    "sat_out",
 ]
 CLIENT_FIELDS = [
-    "round", "client", "tier", "profile", "status", "groups", "present", "samples", "work_fraction", "flops",
-    "bytes_up", "bytes_down", "virtual_s", "virtual_j", "wall_train_s", "wall_total_s", "energy_j", "energy_method",
+    "round",
+    "client",
+    "tier",
+    "profile",
+    "status",
+    "groups",
+    "present",
+    "samples",
+    "work_fraction",
+    "flops",
+    "bytes_up",
+    "bytes_down",
+    "virtual_s",
+    "virtual_j",
+    "wall_train_s",
+    "wall_total_s",
+    "energy_j",
+    "energy_method",
     "peak_rss_mb",
 ]
 
@@ -46,7 +75,7 @@ def environment(seed: int) -> dict[str, Any]:
         git = {"commit": commit.stdout.strip() or None, "dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
         git = {"commit": None, "dirty": None}
-    versions = {}
+    versions: dict[str, str | None] = {}
     for pkg in ("relief", "flwr", "torch", "numpy", "ray", "psutil", "pyyaml"):
         try:
             versions[pkg] = metadata.version(pkg)
@@ -56,8 +85,12 @@ def environment(seed: int) -> dict[str, Any]:
         "git": git,
         "packages": versions,
         "python": sys.version.split()[0],
-        "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count(),
-                    "node": platform.node()},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.machine(),
+            "cpus": os.cpu_count(),
+            "node": platform.node(),
+        },
         "seed": seed,
     }
 
@@ -65,13 +98,15 @@ def environment(seed: int) -> dict[str, Any]:
 class RunRecorder:
     """Writes one run folder; see the module docstring."""
 
-    def __init__(self, run_dir: str | Path, cfg: Any, extra: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, run_dir: str | Path, cfg: Any, extra: Mapping[str, Any] | None = None, metric_columns: Sequence[str] = ()
+    ) -> None:
         self.dir = Path(run_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         env = environment(getattr(cfg, "seed", 0)) | dict(extra or {})
         (self.dir / "environment.json").write_text(json.dumps(env, indent=2))
-        self._rounds = self._open("rounds.csv", ROUND_FIELDS)
+        self._rounds = self._open("rounds.csv", [*ROUND_FIELDS, *metric_columns])
         self._clients = self._open("clients.csv", CLIENT_FIELDS)
 
     def _open(self, name: str, fields: Sequence[str]) -> tuple[Any, csv.DictWriter]:
@@ -92,6 +127,16 @@ class RunRecorder:
         f, writer = handle
         writer.writerow({k: _fmt(v) for k, v in row.items()})
         f.flush()
+
+    def arrays(self, name: str, arrays: Mapping[str, Any]) -> Path:
+        """Save arrays (the final global groups, under their transport keys) as a plain .npz (no pickle)."""
+        import numpy as np
+
+        path = self.dir / name
+        with (self.dir / (name + ".tmp")).open("wb") as f:
+            np.savez(f, **dict(arrays))
+        (self.dir / (name + ".tmp")).replace(path)
+        return path
 
     def summary(self, data: Mapping[str, Any]) -> Path:
         path = self.dir / "summary.json"

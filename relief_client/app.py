@@ -19,15 +19,15 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
 
 from common.experiment import ExperimentConfig
 from common.profiles import load_profile
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
-from flwr.clientapp import ClientApp
+from common.wire import experiment_from_text
 from relief_client.telemetry.phases import PhaseTimer
 from relief_client.telemetry.select import best_meter
 from relief_client.worker import Instruction, run_instruction
-from common.wire import experiment_from_text
 
 app = ClientApp()
 
@@ -76,7 +76,7 @@ def _profile_name(context: Context, client: Any) -> str:
 @app.query()
 def query(msg: Message, context: Context) -> Message:
     """Tell the server who this node is."""
-    cfg_text = str(msg.content["config"]["experiment"])
+    cfg_text = str(msg.content.config_records["config"]["experiment"])
     _, fed = _experiment(cfg_text, _node(context))
     client = _client(context, fed)
     info = ConfigRecord(
@@ -85,7 +85,7 @@ def query(msg: Message, context: Context) -> Message:
             "tier": client.tier,
             "profile": _profile_name(context, client),
             "modalities": list(client.modalities),
-            "samples": int(len(client.y)),
+            "samples": len(client.y),
         }
     )
     return Message(RecordDict({"info": info}), reply_to=msg)
@@ -96,11 +96,11 @@ def train(msg: Message, context: Context) -> Message:
     """Train the assigned groups on the local data; reply with only those groups and what it cost."""
     timer = PhaseTimer()
     with timer.phase("load"):
-        config = msg.content["config"]
+        config = msg.content.config_records["config"]
         cfg, fed = _experiment(str(config["experiment"]), _node(context))
         client = _client(context, fed)
         ins = Instruction.from_config(dict(config))
-        arrays = {k: v.numpy() for k, v in msg.content["arrays"].items()}
+        arrays = {k: v.numpy() for k, v in msg.content.array_records["arrays"].items()}
         profile = load_profile(_profile_name(context, client))
     timer.meter = best_meter(profile)
     timer.start()  # energy and peak RSS cover training and serialisation
@@ -112,7 +112,7 @@ def train(msg: Message, context: Context) -> Message:
     tel = timer.finish()
     # Per-client state lives in context.state (persisted per run and node), never in module globals.
     state = context.state.config_records.get("relief", ConfigRecord({"rounds_trained": 0}))
-    state["rounds_trained"] = int(state["rounds_trained"]) + 1
+    state["rounds_trained"] = int(str(state["rounds_trained"])) + 1
     state["last_round"] = ins.round
     context.state["relief"] = state
     metrics = MetricRecord(

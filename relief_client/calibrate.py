@@ -60,7 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="profile supplying link and (without a power meter) power figures; default: the existing profile "
         "of the same name if any, else x86-host (cpu) / orin-maxn (cuda)",
     )
-    parser.add_argument("--idle-s", type=float, default=3.0, help="seconds of idle power measurement (with a meter)")
+    parser.add_argument(
+        "--idle-s", type=float, default=3.0, help="seconds of idle, then of training, power measurement (with a meter)"
+    )
     parser.add_argument(
         "--threads", type=int, default=0, help="torch CPU threads (0 = torch's default; training must use the same)"
     )
@@ -323,7 +325,7 @@ def main(args: argparse.Namespace) -> int:
 
     def load() -> None:  # the full model, all modalities: the training power
         trainer = SubsetTrainer(model, registry, subsets[-1], args.batch_size, args.seed)
-        deadline = time.perf_counter() + max(2.0, args.idle_s)
+        deadline = time.perf_counter() + max(0.5, args.idle_s)
         while time.perf_counter() < deadline:
             trainer.time_steps(5)
 

@@ -12,10 +12,11 @@ import shlex
 import time
 from pathlib import Path
 
-from common.experiment import ExperimentConfig, load_experiment
-from common.wire import experiment_to_text
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
+
+from common.experiment import ExperimentConfig, load_experiment
+from common.wire import experiment_to_text
 from relief_server.session import Session
 from relief_server.strategy import RoundStrategy
 
@@ -27,7 +28,12 @@ def experiment_from_run_config(run_config: dict) -> tuple[ExperimentConfig, Path
     overrides = shlex.split(str(run_config.get("overrides", "")))
     if run_config.get("strategy"):
         overrides.append(f"strategy.name={run_config['strategy']}")
-    cfg = load_experiment(str(run_config.get("config", "configs/default.yaml")), overrides)
+    path = Path(str(run_config.get("config") or "configs/default.yaml"))
+    if not path.is_absolute() and not path.exists():
+        # The app runs from its installed bundle (FAB), which carries configs/: fall back to that copy.
+        bundled = Path(__file__).resolve().parents[1] / path
+        path = bundled if bundled.exists() else path
+    cfg = load_experiment(path, overrides)
     run_dir = Path(str(run_config.get("run-dir") or "") or Path("runs") / cfg.name)
     return cfg, run_dir.resolve()
 
@@ -45,7 +51,7 @@ def discover(grid: Grid, experiment_text: str, wanted: int, timeout_s: float) ->
         if reply.has_error():
             log.warning("node %s did not identify itself: %s", reply.metadata.src_node_id, reply.error.reason)
             continue
-        mapping[reply.metadata.src_node_id] = str(reply.content["info"]["cid"])
+        mapping[reply.metadata.src_node_id] = str(reply.content.config_records["info"]["cid"])
     dupes = len(mapping) - len(set(mapping.values()))
     if dupes:
         raise RuntimeError(f"{dupes} nodes claim the same partition-id; give each node its own")
@@ -59,7 +65,15 @@ def main(grid: Grid, context: Context) -> None:
     text = experiment_to_text(cfg)
     session = Session(cfg, run_dir, progress=True)
     expected = len(session.clients)
-    node_to_cid = discover(grid, text, expected, cfg.strategy.round_timeout_s)
+    node_to_cid = discover(grid, text, expected, cfg.strategy.connect_timeout_s)
+    if len(node_to_cid) < expected:
+        log.warning(
+            "only %d of the federation's %d clients have a node; the others sit out (simulation: pass "
+            '--federation-config "num-supernodes=%d")',
+            len(node_to_cid),
+            expected,
+            expected,
+        )
     unknown = set(node_to_cid.values()) - set(session.clients)
     if unknown:
         raise RuntimeError(f"nodes identify as clients {sorted(unknown)} that the federation does not have")

@@ -51,15 +51,23 @@ class Session:
         self.clients = client_infos(self.fed)
         self.model = model_for(cfg, self.fed)
         self.core = ServerCore(
-            cfg.strategy.name, self.model, allocation=cfg.strategy.relief, clock=cfg.clock,
-            local_epochs=cfg.train.local_epochs, batch_size=cfg.train.batch_size,
+            cfg.strategy.name,
+            self.model,
+            allocation=cfg.strategy.relief,
+            clock=cfg.clock,
+            local_epochs=cfg.train.local_epochs,
+            batch_size=cfg.train.batch_size,
             max_update_norm=cfg.strategy.max_update_norm,
         )
-        self.rare = self.fed.rarest_modality()
+        self.rare = self.fed.rarest_modalities()
         self.subsets = {f"tier:{t}": mods for t, mods in tier_subsets(self.fed).items()}
-        self.subsets["rare"] = [self.rare]
-        self.recorder = RunRecorder(run_dir, cfg, {"rare_modality": self.rare}) if run_dir is not None else None
+        self.subsets |= {f"only:{m.name}": [m.name] for m in self.fed.modalities}
+        columns = [f"macro_f1[{name}]" for name in self.subsets]
+        self.recorder = (
+            RunRecorder(run_dir, cfg, {"rare_modalities": self.rare}, columns) if run_dir is not None else None
+        )
         self.history: list[dict[str, Any]] = []
+        self.assigned: Counter[tuple[str, str]] = Counter()  # (tier, group) -> device-rounds it was trained
         self.progress = progress
         self._started = time.perf_counter()
 
@@ -74,7 +82,8 @@ class Session:
 
     def evaluate(self) -> dict[str, float]:
         m = evaluate(self.model, self.fed.test_x, self.fed.test_y, self.subsets)
-        m["rare_modality_f1"] = m.pop("macro_f1[rare]")
+        # docs/metrics.md: the rare modality's F1 = macro-F1 with only that modality present (mean over ties)
+        m["rare_modality_f1"] = sum(m[f"macro_f1[only:{r}]"] for r in self.rare) / len(self.rare)
         return m
 
     def finish_round(self, round_number: int, replies: list[Reply], rejected: Mapping[str, str]) -> RoundOutcome:
@@ -90,10 +99,17 @@ class Session:
     def _record(self, outcome: RoundOutcome, replies: list[Reply], metrics: dict[str, float]) -> None:
         rec = self.core.ledger.rounds[-1]
         row = {
-            "round": outcome.round, "virtual_time_s": rec.cum_time_s, "energy_j": rec.cum_energy_j,
-            "bytes_up": rec.cum_bytes_up, "bytes_down": rec.cum_bytes_down, "round_time_s": rec.duration_s,
+            "round": outcome.round,
+            "virtual_time_s": rec.cum_time_s,
+            "energy_j": rec.cum_energy_j,
+            "bytes_up": rec.cum_bytes_up,
+            "bytes_down": rec.cum_bytes_down,
+            "round_time_s": rec.duration_s,
             "deadline_s": outcome.timing.deadline_s if outcome.timing.deadline_s is not None else "",
-            "participants": len(outcome.accepted), "failed": len(outcome.rejected), "late": len(outcome.late),
+            "participants": len(outcome.accepted),
+            "failed": len(outcome.rejected),
+            "late": len(outcome.late),
+            "sat_out": len(self.core.sat_out),
             **metrics,
         }
         self.history.append(row)
@@ -101,32 +117,72 @@ class Session:
         client_rows = []
         for cid, plan in sorted(self.core.plans.items()):
             info, cr, r = self.clients[cid], outcome.timing.clients.get(cid), by_cid.get(cid)
-            status = ("rejected: " + outcome.rejected[cid]) if cid in outcome.rejected else (
-                "late" if cid in outcome.late else "ok")
-            client_rows.append({
-                "round": outcome.round, "client": cid, "tier": info.tier, "profile": info.profile.name,
-                "status": status, "groups": list(plan.train), "present": list(plan.present),
-                "samples": r.samples if r else 0, "work_fraction": plan.work_fraction,
-                "flops": r.flops if r else 0.0, "bytes_up": outcome.bytes_up.get(cid, 0),
-                "bytes_down": outcome.bytes_down.get(cid, 0),
-                "virtual_s": cr.finish_s if cr else "", "virtual_j": cr.energy_j if cr else "",
-                **({k: v for k, v in r.metrics.items()} if r else {}),
-            })
+            self.assigned.update((info.tier, g) for g in plan.train)
+            status = (
+                ("rejected: " + outcome.rejected[cid])
+                if cid in outcome.rejected
+                else ("late" if cid in outcome.late else "ok")
+            )
+            client_rows.append(
+                {
+                    "round": outcome.round,
+                    "client": cid,
+                    "tier": info.tier,
+                    "profile": info.profile.name,
+                    "status": status,
+                    "groups": list(plan.train),
+                    "present": list(plan.present),
+                    "samples": r.samples if r else 0,
+                    "work_fraction": plan.work_fraction,
+                    "flops": r.flops if r else 0.0,
+                    "bytes_up": outcome.bytes_up.get(cid, 0),
+                    "bytes_down": outcome.bytes_down.get(cid, 0),
+                    "virtual_s": cr.finish_s if cr else "",
+                    "virtual_j": cr.energy_j if cr else "",
+                    **({k: v for k, v in r.metrics.items()} if r else {}),
+                }
+            )
+        for cid in self.core.sat_out:
+            info = self.clients[cid]
+            client_rows.append(
+                {
+                    "round": outcome.round,
+                    "client": cid,
+                    "tier": info.tier,
+                    "profile": info.profile.name,
+                    "status": "sat out: cannot deliver one batch before the deadline",
+                    "samples": 0,
+                }
+            )
         if self.recorder:
             self.recorder.round(row)
             self.recorder.clients(client_rows)
         if self.progress:
             f1 = f"macro-F1 {metrics['macro_f1']:.3f}  rare-F1 {metrics['rare_modality_f1']:.3f}" if metrics else ""
-            print(f"[{self.cfg.strategy.name}] round {outcome.round:3d}/{self.cfg.train.rounds}  "
-                  f"virtual {rec.cum_time_s:9.1f} s  {rec.cum_energy_j / 1000:8.2f} kJ  {f1}  "
-                  f"failed {len(outcome.rejected)}  late {len(outcome.late)}  "
-                  f"({time.perf_counter() - self._started:.0f} s)", flush=True)
+            print(
+                f"[{self.cfg.strategy.name}] round {outcome.round:3d}/{self.cfg.train.rounds}  "
+                f"virtual {rec.cum_time_s:9.1f} s  {rec.cum_energy_j / 1000:8.2f} kJ  {f1}  "
+                f"failed {len(outcome.rejected)}  late {len(outcome.late)}  sat out {len(self.core.sat_out)}  "
+                f"({time.perf_counter() - self._started:.0f} s)",
+                flush=True,
+            )
 
     def initial_row(self) -> None:
         """Round 0: the initial model's metrics at zero cost."""
         m = self.evaluate()
-        row = {"round": 0, "virtual_time_s": 0.0, "energy_j": 0.0, "bytes_up": 0, "bytes_down": 0,
-               "round_time_s": 0.0, "participants": 0, "failed": 0, "late": 0, **m}
+        row = {
+            "round": 0,
+            "virtual_time_s": 0.0,
+            "energy_j": 0.0,
+            "bytes_up": 0,
+            "bytes_down": 0,
+            "round_time_s": 0.0,
+            "participants": 0,
+            "failed": 0,
+            "late": 0,
+            "sat_out": 0,
+            **m,
+        }
         self.history.append(row)
         if self.recorder:
             self.recorder.round(row)
@@ -134,20 +190,29 @@ class Session:
     def summarise(self) -> dict[str, Any]:
         target = self.cfg.eval.target_macro_f1
         hit = to_target(self.core.ledger, target)
-        last = next((h for h in reversed(self.history) if "macro_f1" in h), {})
+        last: dict[str, Any] = next((h for h in reversed(self.history) if "macro_f1" in h), {})
         rec = self.core.ledger.rounds[-1] if self.core.ledger.rounds else None
         summary = {
-            "name": self.cfg.name, "strategy": self.cfg.strategy.name, "rounds": len(self.core.ledger.rounds),
-            "rare_modality": self.rare, "target_macro_f1": target,
+            "name": self.cfg.name,
+            "strategy": self.cfg.strategy.name,
+            "rounds": len(self.core.ledger.rounds),
+            "rare_modalities": self.rare,
+            "target_macro_f1": target,
             "final": {k: v for k, v in last.items() if k == "accuracy" or "f1" in k},
-            "totals": {"virtual_time_s": rec.cum_time_s if rec else 0.0, "energy_j": rec.cum_energy_j if rec else 0.0,
-                       "bytes_up": rec.cum_bytes_up if rec else 0.0, "bytes_down": rec.cum_bytes_down if rec else 0.0},
-            "to_target": None if hit is None else {
-                "round": hit.round, "time_s": hit.time_s, "energy_j": hit.energy_j, "bytes": hit.bytes_total},
+            "totals": {
+                "virtual_time_s": rec.cum_time_s if rec else 0.0,
+                "energy_j": rec.cum_energy_j if rec else 0.0,
+                "bytes_up": rec.cum_bytes_up if rec else 0.0,
+                "bytes_down": rec.cum_bytes_down if rec else 0.0,
+            },
+            "to_target": None
+            if hit is None
+            else {"round": hit.round, "time_s": hit.time_s, "energy_j": hit.energy_j, "bytes": hit.bytes_total},
             "run_dir": str(self.recorder.dir) if self.recorder else None,
             "wall_clock_s": time.perf_counter() - self._started,
         }
         if self.recorder:
+            self.recorder.arrays("model.npz", self.core.registry.read())
             self.recorder.summary(summary)
             self.recorder.close()
         return summary

@@ -12,7 +12,10 @@ side-by-side table is printed and a plot of macro-F1 against virtual time is wri
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -54,16 +57,12 @@ def _kill_tree(pids: list[int]) -> None:
         except psutil.NoSuchProcess:
             continue
     for p in procs:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             p.terminate()
-        except psutil.NoSuchProcess:
-            pass
     _, alive = psutil.wait_procs(procs, timeout=5)
     for p in alive:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             p.kill()
-        except psutil.NoSuchProcess:
-            pass
 
 
 def _superlinks_of(home: Path) -> list[int]:
@@ -84,33 +83,49 @@ def run_one(
     """One `flwr run` on a private local simulation SuperLink; returns its exit code."""
     home = Path(tempfile.mkdtemp(prefix="relief-flwr-"))
     env = dict(os.environ)
-    env.update({
-        "FLWR_HOME": str(home),
-        "FLWR_LOCAL_SUPERLINK_HTTP_API_PORT": str(_free_port()),
-        "FLWR_LOCAL_CONTROL_API_PORT": str(_free_port()),
-        "FLWR_TELEMETRY_ENABLED": "0",
-        "FLWR_DISABLE_UPDATE_CHECK": "1",
-        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-        "RAY_DEDUP_LOGS": "0",
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-    })
+    env.update(
+        {
+            "FLWR_HOME": str(home),
+            "FLWR_LOCAL_SUPERLINK_HTTP_API_PORT": str(_free_port()),
+            "FLWR_LOCAL_CONTROL_API_PORT": str(_free_port()),
+            "FLWR_TELEMETRY_ENABLED": "0",
+            "FLWR_DISABLE_UPDATE_CHECK": "1",
+            "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+            "RAY_DEDUP_LOGS": "0",
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        }
+    )
+    print(f"   private FLWR_HOME {home}", flush=True)
     (home / "config.toml").write_text('[superlink]\ndefault = "local"\n\n[superlink.local]\naddress = ":local:"\n')
-    run_config = " ".join([
-        f"config={_toml_str(str(Path(config).resolve()))}",
-        f"overrides={_toml_str(shlex.join(overrides))}",
-        f"strategy={_toml_str(strategy)}",
-        f"run-dir={_toml_str(str(run_dir.resolve()))}",
-    ])
+    run_config = " ".join(
+        [
+            f"config={_toml_str(str(Path(config).resolve()))}",
+            f"overrides={_toml_str(shlex.join(overrides))}",
+            f"strategy={_toml_str(strategy)}",
+            f"run-dir={_toml_str(str(run_dir.resolve()))}",
+        ]
+    )
     federation = f"num-supernodes={num_clients} client-resources-num-cpus={cpus:g}"
-    cmd = [str(Path(sys.executable).parent / "flwr"), "run", str(ROOT), "local", "--run-config", run_config,
-           "--federation-config", federation, "--stream"]
+    cmd = [
+        str(Path(sys.executable).parent / "flwr"),
+        "run",
+        str(ROOT),
+        "local",
+        "--run-config",
+        run_config,
+        "--federation-config",
+        federation,
+        "--stream",
+    ]
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    started, summary = time.monotonic(), run_dir / "summary.json"
+    started, summary, last = time.monotonic(), run_dir / "summary.json", ""
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
-            if _worth_showing(line):
-                print(line.rstrip(), flush=True)
+            shown = _worth_showing(line)
+            if shown is not None and shown != last:
+                print(shown, flush=True)
+                last = shown
             if summary.exists() or time.monotonic() - started > timeout:
                 break  # the ServerApp wrote its summary: the run is over (or it ran past the timeout)
         if summary.exists():
@@ -128,9 +143,17 @@ def _toml_str(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _worth_showing(line: str) -> bool:
-    """Keep our progress lines, warnings and errors; drop Flower's per-round chatter."""
-    return any(tag in line for tag in ("RELIEF", "[relief]", "[fedavg", "round", "ERROR", "Error", "WARNING", "rror:"))
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _worth_showing(line: str) -> str | None:
+    """Our progress lines, warnings and errors (without colour codes); Flower's per-round chatter is dropped."""
+    plain = _ANSI.sub("", line).rstrip()
+    if plain.startswith(("RELIEF", "[relief]", "[fedavg")) or plain.startswith(("ERROR", "Traceback")):
+        return plain
+    if "WARNING" in plain and "default simulated SuperNodes" not in plain:
+        return plain
+    return None
 
 
 def main(args: argparse.Namespace) -> int:
@@ -155,7 +178,14 @@ def main(args: argparse.Namespace) -> int:
             print(f"relief simulate: the {s} run failed (exit {rc}); see the log above", file=sys.stderr)
             return 1
         run_dirs[s] = run_dir
-        print(f"== {s} done: {run_dir.resolve()}", flush=True)
+        done = json.loads((run_dir / "summary.json").read_text())
+        final = done["final"]
+        print(
+            f"== {s} done in {done['wall_clock_s']:.0f} s: macro-F1 {final.get('macro_f1', 0):.3f}, rare-modality "
+            f"F1 {final.get('rare_modality_f1', 0):.3f}, virtual time {done['totals']['virtual_time_s']:.1f} s "
+            f"-> {run_dir.resolve()}",
+            flush=True,
+        )
     if len(run_dirs) > 1:
         from relief_server.report import compare
 

@@ -14,11 +14,11 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-
-from common.rounds import Reply
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
+
+from common.rounds import Reply
 from relief_server.session import Session
 
 log = logging.getLogger("relief")
@@ -53,10 +53,12 @@ class RoundStrategy(Strategy):
         messages = []
         self._messages = {}
         for cid, (ins, payload) in self.session.instructions(server_round, cids).items():
-            record = RecordDict({
-                "arrays": ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in payload.items()}),
-                "config": ConfigRecord({**ins.to_config(), "experiment": self.experiment_text}),
-            })
+            record = RecordDict(
+                {
+                    "arrays": ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in payload.items()}),
+                    "config": ConfigRecord({**ins.to_config(), "experiment": self.experiment_text}),
+                }
+            )
             msg = Message(content=record, message_type=MessageType.TRAIN, dst_node_id=cid_to_node[cid])
             self._messages[cid] = msg
             messages.append(msg)
@@ -86,8 +88,14 @@ class RoundStrategy(Strategy):
         for cid, reason in outcome.rejected.items():
             if cid not in rejected:
                 log.warning("round %d: client %s rejected: %s", server_round, cid, reason)
-        metrics = MetricRecord({"participants": len(outcome.accepted), "failed": len(outcome.rejected),
-                                "late": len(outcome.late), "round_time_s": outcome.timing.duration_s})
+        metrics = MetricRecord(
+            {
+                "participants": len(outcome.accepted),
+                "failed": len(outcome.rejected),
+                "late": len(outcome.late),
+                "round_time_s": outcome.timing.duration_s,
+            }
+        )
         return ArrayRecord({k: Array(v) for k, v in self.session.core.registry.read().items()}), metrics
 
     # ------------------------------------------------------------------------------------------------ evaluate
@@ -103,11 +111,11 @@ class RoundStrategy(Strategy):
 def parse_reply(cid: str, reply: Message) -> Reply:
     """Unpack a TRAIN reply; raises on missing records or wrong types (validation of values is the core's job)."""
     content = reply.content
-    arrays: dict[str, Any] = {k: v.numpy() for k, v in content["arrays"].items()}
-    metrics = content["metrics"]
-    info = content["info"]
+    arrays: dict[str, Any] = {k: v.numpy() for k, v in content.array_records["arrays"].items()}
+    metrics = content.metric_records["metrics"]
+    info = content.config_records["info"]
     if str(info["cid"]) != cid:
-        raise ValueError(f"reply claims to be client {info['cid']}")
+        raise ValueError(f"reply claims to be client {info['cid']!r}")
     samples, steps, flops = metrics["samples"], metrics["steps"], metrics["flops"]
     if not isinstance(samples, int) or not isinstance(steps, int) or not isinstance(flops, int | float):
         raise TypeError("samples/steps must be integers and flops a number")

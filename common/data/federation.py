@@ -53,6 +53,12 @@ class Federation:
         """Client ids owning ``modality``."""
         return [c.cid for c in self.clients if modality in c.modalities]
 
+    def rarest_modalities(self) -> list[str]:
+        """Every modality owned by the fewest training clients (data-set order)."""
+        counts = {m.name: len(self.owners(m.name)) for m in self.modalities}
+        fewest = min(counts.values())
+        return [m for m, n in counts.items() if n == fewest]
+
     def rarest_modality(self) -> str:
         """The modality owned by the fewest training clients (ties: the later one in data-set order)."""
         counts = [(len(self.owners(m.name)), -i, m.name) for i, m in enumerate(self.modalities)]

@@ -4,8 +4,8 @@ and the energy reading with its method tag.
 Usage::
 
     timer = PhaseTimer(best_meter(profile))
+    with timer.phase("load"): ...      # phases may come before start(); energy and wall_s count from start()
     timer.start()
-    with timer.phase("load"): ...
     with timer.phase("train"): ...; timer.count(flops=f, steps=n)
     with timer.phase("serialise"): ...; timer.count(bytes_up=len(payload))
     telemetry = timer.finish()          # RoundTelemetry; .metrics() for a flat numeric record
@@ -106,9 +106,14 @@ class PhaseTimer:
         self._t0: float | None = None
         self._rss_reset = False
 
-    def start(self) -> None:
+    def reset(self) -> None:
+        """Forget recorded phases and counters (to reuse the timer for another round)."""
         self.phases_s.clear()
         self.flops, self.steps, self.bytes_up, self.bytes_down = 0.0, 0, 0, 0
+
+    def start(self) -> None:
+        """Start the energy meter, the wall clock and the peak-RSS window. Phases may be recorded before this (e.g.
+        a load phase that decides which meter to use); they are kept."""
         self._rss_reset = reset_peak_rss()
         if self.meter is not None:
             self.meter.start()
