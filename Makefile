@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 run: install
-	$(PY) -m common.cli simulate configs/default.yaml --compare relief,fedavg
+	$(PY) -m common.cli simulate configs/default.yaml --compare relief,fedavg,fedavg-deadline
 
 test: install
 	$(PY) -m pytest -q

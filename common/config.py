@@ -264,5 +264,5 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
             rows.extend(describe(tp, key))  # type: ignore[arg-type]
             continue
         default = f.default if f.default is not _MISSING else f.default_factory()  # type: ignore[operator]
-        rows.append((key, repr(default), f.metadata.get("help", "")))
+        rows.append((key, repr(to_dict(default)), f.metadata.get("help", "")))  # to_dict: lists of sections
     return rows

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -414,3 +416,19 @@ def test_no_reply_is_reported_and_changes_nothing() -> None:
     outcome = core.aggregate(1, clients, [], rejected={"k_a": "error 1: crashed"})
     assert outcome.rejected == {"k_a": "error 1: crashed", "k_ab": "no reply", "k_abc": "no reply"}
     assert outcome.accepted == [] and snapshot(core) == before
+
+
+def test_a_device_that_cannot_deliver_before_the_deadline_sits_out() -> None:
+    """If even one batch plus its transfers cannot arrive before the deadline, RELIEF sends that device nothing
+    (its update would be dropped anyway); it draws idle power for the round and the others proceed."""
+    core = make_core("relief", factor=1.0)
+    fast = client("fast", ("a", "b", "c"), "orin-maxn", 40)
+    # a link so slow that the transfers alone take longer than any deadline the fast device sets
+    remote = ClientInfo("remote", ("a",), 40, dataclasses.replace(load_profile("rpi4"), up_bps=1e3), "slow")
+    plans = core.plan(1, [fast, remote])
+    assert core.sat_out == ["remote"] and set(plans) == {"fast"}
+    before = snapshot(core)
+    outcome = core.aggregate(1, [fast, remote], [reply(core, "fast", seed=1)])
+    assert outcome.accepted == ["fast"] and "remote" not in outcome.rejected and outcome.late == []
+    assert outcome.timing.idle_energy_j == pytest.approx(remote.profile.idle_w * outcome.timing.duration_s)
+    assert snapshot(core) != before
