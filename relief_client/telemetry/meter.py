@@ -115,6 +115,10 @@ class PowerIntegrator:
         return head + tail
 
     @property
+    def last_watts(self) -> dict[str, float]:
+        return dict(self._last)
+
+    @property
     def span_s(self) -> float:
         return 0.0 if self._first_t is None or self._last_t is None else self._last_t - self._first_t
 
@@ -168,7 +172,13 @@ class SampledMeter(Meter):
         if self._thread is not None:
             self._thread.join()
         self._take()  # close the interval at the stop instant
-        rails = dict(self._integ.joules)
+        # The samples span [first, last], which a loaded scheduler can stretch or shrink around the meter's own
+        # interval; report the mean sampled power over exactly that interval (``seconds``).
+        span = self._integ.span_s
+        if span > 0:
+            rails = {rail: j * seconds / span for rail, j in self._integ.joules.items()}
+        else:  # a single sample: hold it flat over the interval
+            rails = {rail: w * seconds for rail, w in self._integ.last_watts.items()}
         extra: dict[str, Any] = {"samples": self._integ.n_samples, "sample_hz": round(self._integ.rate_hz, 2)}
         if self._errors:
             extra["read_errors"] = self._errors
