@@ -162,6 +162,12 @@ def main(args: argparse.Namespace) -> int:
 
     strategies = [s.strip() for s in (args.compare or args.strategy or "").split(",") if s.strip()]
     base = load_experiment(args.config, args.overrides)  # fails fast (exit 2) on a bad config
+    from common.commands.pretrain_cmd import ensure_checkpoint
+
+    ready = ensure_checkpoint(base)  # lora without model.checkpoint: make or reuse runs/checkpoints/<data>-seed<N>.pt
+    if ready is not base:  # the Flower processes re-read CONFIG + overrides, so pass the path on
+        args.overrides = [*args.overrides, f"model.checkpoint={ready.model.checkpoint}"]
+        base = ready
     strategies = strategies or [base.strategy.name]
     for s in strategies:
         load_experiment(args.config, [*args.overrides, f"strategy.name={s}"])

@@ -15,7 +15,8 @@ def test_data_info(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["data", "info", str(cfg), "--cache-dir", str(tmp_path / "c"), "--set", "clients.test_count=2"]) == 0
     out = capsys.readouterr().out
     assert "data set: synthetic-mhealth" in out and "clients: 8   tiers: fast 2, mid 3, slow 3" in out
-    assert "rarest modality: arm" in out and "owners per modality: chest_acc 8, ecg 5, ankle 2, arm 2" in out
+    assert "rarest modalities (fewest owners): ankle, arm" in out
+    assert "owners per modality: chest_acc 8, ecg 5, ankle 2, arm 2" in out
 
 
 def test_data_info_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

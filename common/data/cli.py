@@ -82,7 +82,7 @@ def format_info(fed: Any) -> str:
         tiers[c.tier] = tiers.get(c.tier, 0) + 1
     lines.append(f"clients: {len(fed.clients)}   tiers: " + ", ".join(f"{t} {n}" for t, n in tiers.items()))
     lines.append("owners per modality: " + ", ".join(f"{m.name} {len(fed.owners(m.name))}" for m in fed.modalities))
-    lines.append(f"rarest modality: {fed.rarest_modality()}")
+    lines.append(f"rarest modalities (fewest owners): {', '.join(fed.rarest_modalities())}")
     lines.append(f"test subjects: {fed.test_subjects}   test windows: {len(fed.test_y)}")
     lines.append(f"{'':>3} {'test':>7} {'':<8} {'':<12} {'':<32} {len(fed.test_y):>7}  {hist(fed.test_y)}")
     return "\n".join(lines)

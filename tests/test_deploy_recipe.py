@@ -1,0 +1,453 @@
+"""The deployment recipe (deploy/), run for real on loopback.
+
+What runs is what the recipe says, not a parallel hand-written command line:
+1. `deploy/certs/make-certs.sh 127.0.0.1 localhost` makes the CA and the SuperLink certificate, and
+   `deploy/certs/make-node-key.sh` an ECDSA P-384 key for each of three SuperNodes (two registered, one rogue);
+2. the SuperLink is started from `ExecStart=` and `Environment=` of deploy/systemd/relief-superlink.service (TLS,
+   `--enable-supernode-auth`, `--disable-runtime-dependency-installation`, `--database`), with the unit's paths
+   (/opt/relief/venv/bin, /etc/relief, /var/lib/relief) mapped into a temporary folder and the example
+   deploy/config/relief.env's host/port replaced by a free loopback port;
+3. the operator registers two node keys with `flwr supernode register <pub> <connection>` through a private
+   FLWR_HOME whose config.toml connection uses `root-certificates` (TLS verified against the new CA, SAN 127.0.0.1);
+4. three SuperNodes start from relief-supernode.service's `ExecStart=` (`--root-certificates`,
+   `--auth-supernode-private-key`, `--node-config <node.toml>`); the one whose key was never registered must stop
+   with Flower exit code 305 in its log (process exit status 1);
+5. `flwr run <repo> <connection>` submits a 2-client, 2-round experiment over TLS; the run must write summary.json
+   with both clients participating in every round;
+6. every process started (and its descendants) is stopped by pid, and none is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import re
+import shlex
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.integration
+
+SMALL = {
+    "name": "deploy-recipe",
+    "seed": 3,
+    "data": {"name": "synthetic-pamap2", "synthetic_seconds": 12.0},
+    "clients": {"test_count": 7},  # 9 subjects - 7 held out = 2 clients = 2 supernodes
+    "clock": {"deadline_mode": "fastest", "deadline_factor": 2.0},
+    "train": {"rounds": 2, "batch_size": 16},
+    "eval": {"target_macro_f1": 0.3},
+}
+NODES = 2
+RUN_TIMEOUT_S = 150.0
+ROGUE_TIMEOUT_S = 60.0
+EXIT_SUPERNODE_CONNECTION_ERROR = 305  # flwr.supercore.exit.ExitCode.SUPERNODE_CONNECTION_ERROR (logged; status 1)
+
+MISSING = [tool for tool in ("openssl", "ssh-keygen") if shutil.which(tool) is None]
+
+
+# ------------------------------------------------------------------------------------------------ recipe parsing
+
+
+def unit_service(path: Path) -> tuple[list[str], dict[str, str]]:
+    """ExecStart= (continuation lines joined, split like systemd) and the Environment= pairs of a unit."""
+    text = path.read_text().replace("\\\n", " ")
+    exec_start: list[str] = []
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("ExecStart="):
+            exec_start = shlex.split(line.removeprefix("ExecStart="))
+        elif line.startswith("Environment="):
+            for pair in shlex.split(line.removeprefix("Environment=")):
+                key, _, value = pair.partition("=")
+                env[key] = value
+    assert exec_start, f"{path} has no ExecStart="
+    return exec_start, env
+
+
+def env_file(path: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip()
+    return out
+
+
+def localise(words: list[str], variables: dict[str, str], prefixes: dict[str, str]) -> list[str]:
+    """Expand ${VAR} as systemd does (one word each), then map the unit's absolute paths into the test folder."""
+    out = []
+    for word in words:
+        word = re.sub(r"\$\{(\w+)\}", lambda m: variables[m.group(1)], word)
+        for old, new in prefixes.items():
+            word = word.replace(old, new)
+        out.append(word)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ processes
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _toml_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+class Processes:
+    """Every process the test starts, and every descendant seen while it ran."""
+
+    def __init__(self) -> None:
+        self.popens: list[subprocess.Popen] = []
+        self.seen: dict[int, psutil.Process] = {}
+
+    def start(self, cmd: list[str], log: Path, env: dict[str, str], cwd: Path) -> subprocess.Popen:
+        with log.open("w") as out:
+            proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, text=True)
+        self.popens.append(proc)
+        self.snapshot()
+        return proc
+
+    def snapshot(self) -> None:
+        for proc in self.popens:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p = psutil.Process(proc.pid)
+                for q in [p, *p.children(recursive=True)]:
+                    self.seen.setdefault(q.pid, q)
+
+    def stop_all(self) -> None:
+        self.snapshot()
+        procs = [p for p in self.seen.values() if _alive(p)]
+        for p in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.terminate()
+        _, alive = psutil.wait_procs(procs, timeout=10)
+        for p in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+        psutil.wait_procs(alive, timeout=5)
+        for proc in self.popens:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+
+    def left_running(self, markers: list[str]) -> list[str]:
+        left = [" ".join(p.cmdline()) for p in self.seen.values() if _alive(p)]
+        for p in psutil.process_iter(["pid", "cmdline", "status"]):
+            if p.info["status"] == psutil.STATUS_ZOMBIE or p.info["pid"] in self.seen:
+                continue
+            cmd = " ".join(p.info.get("cmdline") or [])
+            if any(m in cmd for m in markers):
+                left.append(cmd)
+        return left
+
+
+def _healthy_tls(port: int, ca: Path) -> bool:
+    """GET https://127.0.0.1:<port>/health, verifying the server certificate against our CA (and its SANs)."""
+    ctx = ssl.create_default_context(cafile=str(ca))
+    try:
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}/health", timeout=1, context=ctx) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+# ------------------------------------------------------------------------------------------------ the deployment
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    if MISSING:
+        pytest.skip(f"the deploy recipe needs {' and '.join(MISSING)} on PATH (apt-get install openssl openssh-client)")
+    tmp = tmp_path_factory.mktemp("deploy-recipe")
+    result: dict = {"tmp": tmp, "markers": [str(tmp)]}
+    started = time.monotonic()
+
+    # 1. certificates and node keys, with the recipe's scripts
+    certs, keys = tmp / "certs", tmp / "keys"
+    mk = subprocess.run(
+        ["bash", str(DEPLOY / "certs" / "make-certs.sh"), "--out", str(certs), "127.0.0.1", "localhost"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    result["make_certs"] = mk
+    again = subprocess.run(
+        ["bash", str(DEPLOY / "certs" / "make-certs.sh"), "--out", str(certs), "127.0.0.1", "localhost"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    result["make_certs_again"] = again
+    names = [f"node{k}" for k in range(NODES)] + ["rogue"]
+    result["make_keys"] = [
+        subprocess.run(
+            ["bash", str(DEPLOY / "certs" / "make-node-key.sh"), "--out", str(keys), name],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        for name in names
+    ]
+    assert mk.returncode == 0, mk.stdout + mk.stderr
+    assert all(p.returncode == 0 for p in result["make_keys"]), [p.stderr for p in result["make_keys"]]
+
+    # the recipe: units, example env file and node.toml
+    link_cmd, link_unit_env = unit_service(DEPLOY / "systemd" / "relief-superlink.service")
+    node_cmd, node_unit_env = unit_service(DEPLOY / "systemd" / "relief-supernode.service")
+    site = env_file(DEPLOY / "config" / "relief.env")
+    node_toml = tomllib.loads((DEPLOY / "config" / "node.toml").read_text())
+    result.update(link_cmd=link_cmd, node_cmd=node_cmd, site=site, node_toml=node_toml)
+
+    link_port = _free_port()
+    node_ports = [_free_port() for _ in names]
+    result["markers"] += [f"127.0.0.1:{p}" for p in (link_port, *node_ports)]
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("FLWR_", "RELIEF_"))} | {
+        "FLWR_TELEMETRY_ENABLED": "0",
+        "FLWR_DISABLE_UPDATE_CHECK": "1",
+        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+        "RELIEF_CACHE_DIR": str(tmp / "cache"),
+    }
+
+    def box(name: str) -> dict[str, str]:
+        """Prefix map for one simulated box: its own /etc/relief and /var/lib/relief under tmp."""
+        etc, var = tmp / name / "etc", tmp / name / "var"
+        (etc / "certs").mkdir(parents=True)
+        (etc / "keys").mkdir()
+        var.mkdir(parents=True)
+        shutil.copy(certs / "ca.crt", etc / "certs" / "ca.crt")
+        return {"/opt/relief/venv/bin": str(BIN), "/etc/relief/": f"{etc}/", "/var/lib/relief": str(var)}
+
+    def service_env(unit_env: dict[str, str], prefixes: dict[str, str]) -> dict[str, str]:
+        env = base_env | {k: localise([v], {}, prefixes)[0] for k, v in unit_env.items()}
+        env["RELIEF_CACHE_DIR"] = str(tmp / "cache")  # one synthetic-data cache for all boxes (speed)
+        return env
+
+    procs = Processes()
+    try:
+        # 2. the SuperLink, from its unit
+        server = box("server")
+        for f in ("server.pem", "server.key"):
+            shutil.copy(certs / f, Path(server["/etc/relief/"]) / "certs" / f)
+        link_vars = site | {"RELIEF_SUPERLINK_HOST": "127.0.0.1", "RELIEF_SUPERLINK_PORT": str(link_port)}
+        link_env = service_env(link_unit_env, server)
+        cmd = localise(link_cmd, link_vars, server)
+        result["superlink_cmd"] = cmd
+        superlink = procs.start(cmd, tmp / "superlink.log", link_env, Path(server["/var/lib/relief"]))
+        while not _healthy_tls(link_port, certs / "ca.crt"):
+            assert superlink.poll() is None, (tmp / "superlink.log").read_text()[-3000:]
+            assert time.monotonic() - started < 60, "SuperLink not healthy after 60 s"
+            time.sleep(0.3)
+
+        # 3. the operator registers two node keys (TLS connection with root-certificates)
+        home = tmp / "operator-home"
+        home.mkdir()
+        (home / "config.toml").write_text(
+            f'[superlink]\ndefault = "testbed"\n\n[superlink.testbed]\naddress = "127.0.0.1:{link_port}"\n'
+            f"root-certificates = {_toml_str(str(certs / 'ca.crt'))}\n"
+        )
+        cli_env = base_env | {"FLWR_HOME": str(home), "PATH": f"{BIN}{os.pathsep}{base_env.get('PATH', '')}"}
+        result["register"] = [
+            subprocess.run(
+                [
+                    str(BIN / "flwr"),
+                    "supernode",
+                    "register",
+                    str(keys / f"node{k}.pub"),
+                    "testbed",
+                    "--name",
+                    f"node{k}",
+                    "--format",
+                    "json",
+                ],
+                env=cli_env,
+                cwd=tmp,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            for k in range(NODES)
+        ]
+        result["list"] = subprocess.run(
+            [str(BIN / "flwr"), "supernode", "list", "testbed", "--format", "json"],
+            env=cli_env,
+            cwd=tmp,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+        # 4. three SuperNodes from their unit: two registered, one rogue
+        nodes = []
+        for k, name in enumerate(names):
+            prefixes = box(name)
+            etc = Path(prefixes["/etc/relief/"])
+            shutil.copy(keys / name, etc / "keys" / "supernode")
+            toml = {"partition-id": k if k < NODES else 0, "device-profile": "x86-host"}
+            (etc / "node.toml").write_text("".join(f"{key} = {json.dumps(v)}\n" for key, v in toml.items()))
+            node_vars = site | {"RELIEF_SUPERLINK": f"127.0.0.1:{link_port}"}
+            node_vars["RELIEF_SUPERNODE_PORT"] = str(node_ports[k])
+            env = service_env(node_unit_env, prefixes)
+            cmd = localise(node_cmd, node_vars, prefixes)
+            result.setdefault("supernode_cmds", []).append(cmd)
+            nodes.append(procs.start(cmd, tmp / f"supernode-{name}.log", env, Path(prefixes["/var/lib/relief"])))
+        rogue = nodes.pop()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            rogue.wait(timeout=ROGUE_TIMEOUT_S)
+        result["rogue_rc"] = rogue.poll()
+
+        # 5. the operator submits a run over TLS
+        config = tmp / "small.yaml"
+        config.write_text(yaml.safe_dump(SMALL))
+        run_dir = tmp / "run"
+        result["run_dir"] = run_dir
+        run_config = f"config={_toml_str(str(config))} run-dir={_toml_str(str(run_dir))}"
+        cli = procs.start(
+            [str(BIN / "flwr"), "run", str(ROOT), "testbed", "--run-config", run_config, "--stream"],
+            tmp / "flwr-run.log",
+            cli_env,
+            ROOT,
+        )
+        summary = run_dir / "summary.json"
+        run_started = time.monotonic()
+        while not summary.exists() and time.monotonic() - run_started < RUN_TIMEOUT_S:
+            procs.snapshot()
+            if superlink.poll() is not None or cli.poll() not in (None, 0):
+                break
+            time.sleep(0.5)
+        result["run_s"] = time.monotonic() - run_started
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            cli.wait(timeout=60 if summary.exists() else 1)
+        result["cli_rc"] = cli.poll()
+        result["node_rcs"] = [n.poll() for n in nodes]
+    finally:
+        procs.stop_all()
+        result["left"] = procs.left_running(result["markers"])
+        result["wall_s"] = time.monotonic() - started
+        result["logs"] = {p.name: p.read_text(errors="replace") for p in sorted(tmp.glob("*.log"))}
+    return result
+
+
+def _tail(d: dict, name: str = "flwr-run.log", n: int = 4000) -> str:
+    return d["logs"].get(name, "")[-n:]
+
+
+# ------------------------------------------------------------------------------------------------ the checks
+
+
+def test_certificates_and_keys(deployment: dict) -> None:
+    certs, keys = deployment["tmp"] / "certs", deployment["tmp"] / "keys"
+    for f, mode in (("ca.key", 0o600), ("server.key", 0o600), ("ca.crt", 0o644), ("server.pem", 0o644)):
+        assert (certs / f).stat().st_mode & 0o777 == mode, f
+    assert certs.stat().st_mode & 0o777 == 0o700
+    sans = subprocess.run(
+        ["openssl", "x509", "-in", str(certs / "server.pem"), "-noout", "-ext", "subjectAltName"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "IP Address:127.0.0.1" in sans and "DNS:localhost" in sans, sans
+    again = deployment["make_certs_again"]
+    assert again.returncode == 3 and "refusing to overwrite" in again.stderr, again.stderr  # idempotent
+    for name in ("node0", "node1", "rogue"):
+        assert (keys / name).stat().st_mode & 0o777 == 0o600
+        assert (keys / f"{name}.pub").read_text().startswith("ecdsa-sha2-nistp384 ")
+
+
+def test_units_carry_the_required_flags(deployment: dict) -> None:
+    link, node = deployment["link_cmd"], deployment["node_cmd"]
+    for flag in (
+        "--ssl-ca-certfile",
+        "--ssl-certfile",
+        "--ssl-keyfile",
+        "--enable-supernode-auth",
+        "--disable-runtime-dependency-installation",
+        "--database",
+    ):
+        assert flag in link, flag
+    assert "--insecure" not in link and "--insecure" not in node
+    for flag in ("--root-certificates", "--auth-supernode-private-key", "--node-config", "--superlink"):
+        assert flag in node, flag
+    assert "--allow-runtime-dependency-installation" not in node
+    assert set(deployment["node_toml"]) <= {"partition-id", "data-path", "device-profile", "modalities"}
+    assert {"RELIEF_SUPERLINK_HOST", "RELIEF_SUPERLINK_PORT", "RELIEF_SUPERLINK", "RELIEF_SUPERNODE_PORT"} <= set(
+        deployment["site"]
+    )
+
+
+def test_registration_over_tls(deployment: dict) -> None:
+    registered = set()
+    for p in deployment["register"]:
+        assert p.returncode == 0, p.stdout + p.stderr
+        reply = json.loads(p.stdout[p.stdout.index("{") :])  # a status line precedes the JSON
+        assert reply["success"] is True, p.stdout
+        registered.add(str(reply["node-id"]))
+    listing = deployment["list"]
+    assert listing.returncode == 0, listing.stdout + listing.stderr
+    listed = {str(n["node-id"]) for n in json.loads(listing.stdout[listing.stdout.index("{") :])["nodes"]}
+    assert listed == registered and len(registered) == NODES, (listed, registered)
+
+
+def test_unregistered_key_is_refused_with_305(deployment: dict) -> None:
+    # Flower's exit code 305 is what the log reports; the process exit status of every Flower error exit is 1
+    # (flwr.supercore.exit.flwr_exit), which is what systemd sees.
+    log = _tail(deployment, "supernode-rogue.log")
+    assert deployment["rogue_rc"] == 1, log
+    assert f"Exit Code: {EXIT_SUPERNODE_CONNECTION_ERROR}" in log, log
+    assert "Failed to activate SuperNode" in log, log
+
+
+def test_run_completes_with_both_nodes_every_round(deployment: dict) -> None:
+    run = deployment["run_dir"]
+    assert (run / "summary.json").is_file(), f"no summary after {deployment['run_s']:.0f} s\n" + _tail(deployment)
+    assert deployment["cli_rc"] == 0, _tail(deployment)
+    assert deployment["node_rcs"] == [None] * NODES, deployment["node_rcs"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["rounds"] == 2, summary
+    rounds = _rows(run / "rounds.csv")
+    assert [r["round"] for r in rounds] == ["0", "1", "2"], rounds
+    for r in rounds[1:]:
+        assert r["participants"] == str(NODES) and r["failed"] == "0", r
+    clients = _rows(run / "clients.csv")
+    assert sorted((c["round"], c["client"], c["status"]) for c in clients) == [
+        (str(r), str(c), "ok") for r in (1, 2) for c in range(NODES)
+    ], clients
+
+
+def test_nothing_left_running(deployment: dict) -> None:
+    assert deployment["left"] == [], deployment["left"]
+    print(f"deploy recipe: {deployment['wall_s']:.0f} s in all, flwr run {deployment['run_s']:.0f} s")
