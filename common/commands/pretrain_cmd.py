@@ -9,8 +9,8 @@ and writes it as a checkpoint that ``model.checkpoint`` can point at (docs/lora.
   in the pool; they only score the result.
 * Training: cnn regime (encoders, ``W0``, ``b0`` and the head all train) with the LoRA adapter left at its no-op
   initialisation (``B = 0``), so the saved backbone alone carries the pretrained function (decision D3). Adam,
-  batch size ``train.batch_size``, seed ``seed``; every batch is modality-complete (it comes from one group of pool
-  clients sharing a modality set and holds all of that set's modalities).
+  batch size ``train.batch_size``, seed ``seed``; every batch comes from one group of pool clients sharing a modality
+  set and, with probability ``--modality-dropout``, keeps only a random non-empty subset of its modalities.
 * Output: ``torch.save`` of the backbone tensors only (plain tensors, so ``torch.load(weights_only=True)`` reads it),
   written atomically, plus a provenance JSON next to it (``<checkpoint>.json``: config fingerprint, seed, pool,
   recipe, per-epoch loss and test macro-F1, SHA-256 of the checkpoint). Default path:
