@@ -48,6 +48,17 @@ class AllocationConfig:
         "skip",
         help="owned but unassigned modalities: skip (zero-filled, encoder not run) or forward (frozen, run forward)",
     )
+    # Ablations (benchmarks/bench_ablation.py): each switches one part of RELIEF off; the defaults are RELIEF.
+    scores: Literal["divergence", "random"] = option(
+        "divergence", help="ablation: random = groups scored at random each round instead of by divergence"
+    )
+    elastic: bool = option(
+        True, help="ablation: false = full local work for the chosen groups (late updates are then dropped)"
+    )
+    cohort_aggregation: bool = option(
+        True, help="ablation: false = every device also returns its copy of every group (stale copies averaged in)"
+    )
+    sparse: bool = option(True, help="ablation: false = transfers priced as the whole model each way (dense)")
 
 
 # ---------------------------------------------------------------------------------------------------- divergence
@@ -116,12 +127,17 @@ class DivergenceTracker:
 class Assignment:
     """What one device does this round."""
 
-    train: tuple[str, ...]  # groups it trains and returns
+    train: tuple[str, ...]  # groups it trains
     present: tuple[str, ...]  # modalities whose encoders it runs
     send: tuple[str, ...]  # groups the server sends down (train + frozen ones it needs for the forward pass)
     samples: int  # local samples to process (elastic work)
     full_samples: int  # what full work would have been
     flops: float  # predicted FLOPs of the assigned work
+    reply: tuple[str, ...] = ()  # groups it returns; empty = exactly the trained ones (RELIEF's sparse reply)
+
+    @property
+    def returns(self) -> tuple[str, ...]:
+        return self.reply or self.train
 
     @property
     def work_fraction(self) -> float:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -81,6 +81,7 @@ class ServerCore:
         local_epochs: float,
         batch_size: int,
         max_update_norm: float | None = None,
+        seed: int = 0,
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
@@ -92,6 +93,7 @@ class ServerCore:
         self.local_epochs = local_epochs
         self.batch_size = batch_size
         self.max_update_norm = max_update_norm
+        self.seed = seed
         modality_groups = [g for g in self.registry.names if g not in self.registry.shared_groups]
         self.tracker = DivergenceTracker(modality_groups, allocation)
         self.ledger = Ledger()
@@ -113,10 +115,14 @@ class ServerCore:
         return Assignment(groups, tuple(c.modalities), groups, n, n, self.price(c.modalities, groups) * n)
 
     def _full_work_s(self, c: ClientInfo) -> float:
-        a = self._full_assignment(c, everything=self.strategy != "relief")
-        nbytes = self.registry.nbytes(a.send)
-        steps = -(-a.samples // self.batch_size)
-        return client_cost(c.profile, a.flops, nbytes, nbytes, steps=steps).total_s
+        """A device's round time doing FedAvg's full work (everything it can train, the whole model both ways):
+        the reference of relative deadlines, the same for every strategy so that they share one deadline."""
+        return self._finish_s(c, self._full_assignment(c, everything=True))
+
+    def wire_bytes(self, groups: Sequence[str]) -> int:
+        """Bytes that carry these groups (the whole model when the sparse-transport ablation is off)."""
+        dense = self.strategy == "relief" and not self.alloc_cfg.sparse
+        return self.registry.nbytes(self.registry.names if dense else groups)
 
     def plan(self, round_number: int, clients: Sequence[ClientInfo]) -> dict[str, Assignment]:
         """Each device's assignment for this round (also sets this round's deadline)."""
@@ -130,6 +136,9 @@ class ServerCore:
             self.plans = {c.cid: self._full_assignment(c, everything=True) for c in clients}
             return self.plans
         scores = self.tracker.scores(round_number)
+        if self.alloc_cfg.scores == "random":  # ablation: no divergence guidance
+            rng = np.random.default_rng([self.seed, round_number])
+            scores = {g: float(rng.random()) for g in scores}
         plans = {}
         self.sat_out = []
         for c in clients:
@@ -137,7 +146,7 @@ class ServerCore:
             full = self.full_samples(c)
             budget = None
             if self.deadline_s is not None:
-                nbytes = self.registry.nbytes(owned)
+                nbytes = self.wire_bytes(owned)
                 steps = -(-full // self.batch_size)
                 budget = compute_budget_flops(c.profile, self.deadline_s, nbytes, nbytes, steps=steps)
             a = allocate(
@@ -151,11 +160,16 @@ class ServerCore:
                 self.alloc_cfg,
                 self.batch_size,
             )
-            if self.deadline_s is not None and self._finish_s(c, a) > self.deadline_s:
+            if not self.alloc_cfg.elastic:  # ablation: the chosen groups for the full local work, late or not
+                a = replace(a, samples=full, flops=self.price(a.present, a.train) * full)
+            elif self.deadline_s is not None and self._finish_s(c, a) > self.deadline_s:
                 # Not even the smallest assignment arrives in time (usually: communication alone takes longer than
                 # the deadline). Sending it work would only burn its energy on an update the server must drop.
                 self.sat_out.append(c.cid)
                 continue
+            if not self.alloc_cfg.cohort_aggregation:  # ablation: return (and average) every group, stale or not
+                everything = tuple(self.registry.names)
+                a = replace(a, send=everything, reply=everything)
             plans[c.cid] = a
         self.plans = plans
         return plans
@@ -163,8 +177,7 @@ class ServerCore:
     def _finish_s(self, c: ClientInfo, a: Assignment) -> float:
         """Virtual time at which the device would deliver this assignment (its actual bytes and steps)."""
         steps = -(-a.samples // self.batch_size)
-        nbytes_up, nbytes_down = self.registry.nbytes(a.train), self.registry.nbytes(a.send)
-        return client_cost(c.profile, a.flops, nbytes_up, nbytes_down, steps=steps).total_s
+        return client_cost(c.profile, a.flops, self.wire_bytes(a.returns), self.wire_bytes(a.send), steps=steps).total_s
 
     def payload(self, assignment: Assignment) -> dict[str, np.ndarray]:
         """The arrays to send down for an assignment (only the groups it needs)."""
@@ -176,13 +189,13 @@ class ServerCore:
         plan = self.plans.get(reply.cid)
         if plan is None:
             raise ReplyRejected("reply from a client that was not sent work this round")
-        keys = set(self.registry.all_keys(plan.train))
+        keys = set(self.registry.all_keys(plan.returns))
         limits = ReplyLimits(
             keys,
-            self.registry.shapes(plan.train),
+            self.registry.shapes(plan.returns),
             True,
             self.max_update_norm,
-            self.registry.read(plan.train) if self.max_update_norm is not None else {},
+            self.registry.read(plan.returns) if self.max_update_norm is not None else {},
         )
         validate_reply(reply.arrays, limits)
         if not (0 < reply.samples <= plan.samples) or reply.flops < 0 or reply.steps < 0:
@@ -212,15 +225,16 @@ class ServerCore:
         for cid in self.plans:
             if cid not in bad and all(r.cid != cid for r in good):
                 bad[cid] = "no reply"
-        bytes_down = {cid: self.registry.nbytes(p.send) for cid, p in self.plans.items()}
-        bytes_up = {r.cid: self.registry.nbytes(self.plans[r.cid].train) for r in good}
+        bytes_down = {cid: self.wire_bytes(p.send) for cid, p in self.plans.items()}
+        bytes_up = {r.cid: self.wire_bytes(self.plans[r.cid].returns) for r in good}
+        answered = {r.cid: r for r in good}  # a client without a valid reply is priced by its download alone
         costs = [
             client_cost(
                 by_cid[cid].profile,
-                next((r.flops for r in good if r.cid == cid), 0.0),
+                answered[cid].flops if cid in answered else 0.0,
                 bytes_up.get(cid, 0),
                 bytes_down[cid],
-                steps=next((r.steps for r in good if r.cid == cid), 0),
+                steps=answered[cid].steps if cid in answered else 0,
                 client_id=cid,
             )
             for cid in sorted(self.plans)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -25,15 +25,19 @@ class Instruction:
     present: tuple[str, ...]
     samples: int
     seed: int
+    reply: tuple[str, ...] = ()  # groups to return; empty = the trained ones
 
     def to_config(self) -> dict[str, int | str | list[str]]:
-        return {
+        out: dict[str, int | str | list[str]] = {
             "round": self.round,
             "train": list(self.train),
             "present": list(self.present),
             "samples": self.samples,
             "seed": self.seed,
         }
+        if self.reply:  # only when it differs from `train` (an ablation); absent = the trained groups
+            out["reply"] = list(self.reply)
+        return out
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, object]) -> Instruction:
@@ -49,7 +53,7 @@ class Instruction:
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ValueError(f"instruction field {key!r} must be an integer, got {value!r}")
             ints[key] = value
-        return cls(ints["round"], strs("train"), strs("present"), ints["samples"], ints["seed"])
+        return cls(ints["round"], strs("train"), strs("present"), ints["samples"], ints["seed"], strs("reply"))
 
 
 def work_seed(seed: int, round_number: int, cid: str) -> int:
@@ -84,4 +88,8 @@ def run_instruction(
     device = pick_device(cfg.train.device)
     if device.type == "cpu":
         torch.set_num_threads(1)  # one client per core in simulation; also keeps results bit-stable
-    return train_local(registry, client.x, client.y, work, device)
+    result = train_local(registry, client.x, client.y, work, device)
+    untrained = [g for g in ins.reply if g not in ins.train]
+    if untrained:  # the cohort-aggregation ablation: also return the (unchanged) copies of the other groups
+        result = replace(result, arrays={**result.arrays, **registry.read(untrained)})
+    return result

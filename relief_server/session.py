@@ -58,6 +58,7 @@ class Session:
             local_epochs=cfg.train.local_epochs,
             batch_size=cfg.train.batch_size,
             max_update_norm=cfg.strategy.max_update_norm,
+            seed=cfg.seed,
         )
         self.rare = self.fed.rarest_modalities()
         self.subsets = {f"tier:{t}": mods for t, mods in tier_subsets(self.fed).items()}
@@ -76,7 +77,8 @@ class Session:
         plans = self.core.plan(round_number, [self.clients[c] for c in cids])
         out = {}
         for cid, a in plans.items():
-            ins = Instruction(round_number, a.train, a.present, a.samples, work_seed(self.cfg.seed, round_number, cid))
+            seed = work_seed(self.cfg.seed, round_number, cid)
+            ins = Instruction(round_number, a.train, a.present, a.samples, seed, a.reply)
             out[cid] = (ins, self.core.payload(a))
         return out
 

@@ -12,19 +12,19 @@ side-by-side table is printed and a plot of macro-F1 against virtual time is wri
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from relief_server.processes import free_port, kill_tree, processes_mentioning
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,41 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds before a run is stopped")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _kill_tree(pids: list[int]) -> None:
-    import psutil
-
-    procs = []
-    for pid in pids:
-        try:
-            p = psutil.Process(pid)
-            procs += [*p.children(recursive=True), p]
-        except psutil.NoSuchProcess:
-            continue
-    for p in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.terminate()
-    _, alive = psutil.wait_procs(procs, timeout=5)
-    for p in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.kill()
-
-
 def _superlinks_of(home: Path) -> list[int]:
     """Process ids of SuperLinks whose files live in ``home`` (the one `flwr run` started for us, detached)."""
-    import psutil
-
-    found = []
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        cmd = " ".join(p.info.get("cmdline") or [])
-        if "flower-superlink" in cmd and str(home) in cmd:
-            found.append(p.info["pid"])
-    return found
+    return [p.pid for p in processes_mentioning("flower-superlink", str(home))]
 
 
 def run_one(
@@ -86,8 +54,8 @@ def run_one(
     env.update(
         {
             "FLWR_HOME": str(home),
-            "FLWR_LOCAL_SUPERLINK_HTTP_API_PORT": str(_free_port()),
-            "FLWR_LOCAL_CONTROL_API_PORT": str(_free_port()),
+            "FLWR_LOCAL_SUPERLINK_HTTP_API_PORT": str(free_port()),
+            "FLWR_LOCAL_CONTROL_API_PORT": str(free_port()),
             "FLWR_TELEMETRY_ENABLED": "0",
             "FLWR_DISABLE_UPDATE_CHECK": "1",
             "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
@@ -135,7 +103,7 @@ def run_one(
     except subprocess.TimeoutExpired:
         return 0 if summary.exists() else 1
     finally:
-        _kill_tree([proc.pid, *_superlinks_of(home)])
+        kill_tree([proc.pid, *_superlinks_of(home)])
         shutil.rmtree(home, ignore_errors=True)
 
 

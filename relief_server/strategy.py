@@ -37,8 +37,7 @@ class RoundStrategy(Strategy):
         self.session = session
         self.experiment_text = experiment_text
         self.node_to_cid = node_to_cid
-        self._sent: dict[str, str] = {}  # message id -> cid (errors from the SuperLink carry only reply_to ids)
-        self._messages: dict[str, Message] = {}
+        self._messages: dict[str, Message] = {}  # cid -> this round's message (SuperLink errors carry only its id)
 
     def summary(self) -> None:
         log.info("RELIEF round strategy: %s over %d nodes", self.session.cfg.strategy.name, len(self.node_to_cid))

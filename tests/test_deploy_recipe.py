@@ -20,38 +20,40 @@ What runs is what the recipe says, not a parallel hand-written command line:
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
-import os
 import re
 import shlex
 import shutil
-import socket
-import ssl
 import subprocess
-import sys
 import time
 import tomllib
-import urllib.request
 from pathlib import Path
 
-import psutil
+import flower_support
 import pytest
 import yaml
+from flower_support import (
+    BIN,
+    ROOT,
+    Processes,
+    flower_env,
+    free_port,
+    rows,
+    superlink_healthy,
+    toml_str,
+    wait_for_file,
+    wait_healthy,
+    write_connection,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
-BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.integration
 
 SMALL = {
+    **flower_support.SMALL,
     "name": "deploy-recipe",
-    "seed": 3,
-    "data": {"name": "synthetic-pamap2", "synthetic_seconds": 12.0},
     "clients": {"test_count": 7},  # 9 subjects - 7 held out = 2 clients = 2 supernodes
-    "clock": {"deadline_mode": "fastest", "deadline_factor": 2.0},
-    "train": {"rounds": 2, "batch_size": 16},
-    "eval": {"target_macro_f1": 0.3},
+    "train": {**flower_support.SMALL["train"], "rounds": 2},
 }
 NODES = 2
 RUN_TIMEOUT_S = 150.0
@@ -102,90 +104,6 @@ def localise(words: list[str], variables: dict[str, str], prefixes: dict[str, st
     return out
 
 
-# ------------------------------------------------------------------------------------------------ processes
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _toml_str(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _alive(p: psutil.Process) -> bool:
-    try:
-        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _rows(path: Path) -> list[dict[str, str]]:
-    if not path.is_file():
-        return []
-    with path.open() as f:
-        return list(csv.DictReader(f))
-
-
-class Processes:
-    """Every process the test starts, and every descendant seen while it ran."""
-
-    def __init__(self) -> None:
-        self.popens: list[subprocess.Popen] = []
-        self.seen: dict[int, psutil.Process] = {}
-
-    def start(self, cmd: list[str], log: Path, env: dict[str, str], cwd: Path) -> subprocess.Popen:
-        with log.open("w") as out:
-            proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, text=True)
-        self.popens.append(proc)
-        self.snapshot()
-        return proc
-
-    def snapshot(self) -> None:
-        for proc in self.popens:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                p = psutil.Process(proc.pid)
-                for q in [p, *p.children(recursive=True)]:
-                    self.seen.setdefault(q.pid, q)
-
-    def stop_all(self) -> None:
-        self.snapshot()
-        procs = [p for p in self.seen.values() if _alive(p)]
-        for p in procs:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                p.terminate()
-        _, alive = psutil.wait_procs(procs, timeout=10)
-        for p in alive:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                p.kill()
-        psutil.wait_procs(alive, timeout=5)
-        for proc in self.popens:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
-
-    def left_running(self, markers: list[str]) -> list[str]:
-        left = [" ".join(p.cmdline()) for p in self.seen.values() if _alive(p)]
-        for p in psutil.process_iter(["pid", "cmdline", "status"]):
-            if p.info["status"] == psutil.STATUS_ZOMBIE or p.info["pid"] in self.seen:
-                continue
-            cmd = " ".join(p.info.get("cmdline") or [])
-            if any(m in cmd for m in markers):
-                left.append(cmd)
-        return left
-
-
-def _healthy_tls(port: int, ca: Path) -> bool:
-    """GET https://127.0.0.1:<port>/health, verifying the server certificate against our CA (and its SANs)."""
-    ctx = ssl.create_default_context(cafile=str(ca))
-    try:
-        with urllib.request.urlopen(f"https://127.0.0.1:{port}/health", timeout=1, context=ctx) as r:
-            return bool(r.status == 200)
-    except OSError:
-        return False
-
-
 # ------------------------------------------------------------------------------------------------ the deployment
 
 
@@ -233,15 +151,10 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> dict:
     node_toml = tomllib.loads((DEPLOY / "config" / "node.toml").read_text())
     result.update(link_cmd=link_cmd, node_cmd=node_cmd, site=site, node_toml=node_toml)
 
-    link_port = _free_port()
-    node_ports = [_free_port() for _ in names]
+    link_port = free_port()
+    node_ports = [free_port() for _ in names]
     result["markers"] += [f"127.0.0.1:{p}" for p in (link_port, *node_ports)]
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("FLWR_", "RELIEF_"))} | {
-        "FLWR_TELEMETRY_ENABLED": "0",
-        "FLWR_DISABLE_UPDATE_CHECK": "1",
-        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-        "RELIEF_CACHE_DIR": str(tmp / "cache"),
-    }
+    base_env = flower_env(tmp)  # the units set PATH and FLWR_HOME themselves
 
     def box(name: str) -> dict[str, str]:
         """Prefix map for one simulated box: its own /etc/relief and /var/lib/relief under tmp."""
@@ -268,19 +181,18 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> dict:
         cmd = localise(link_cmd, link_vars, server)
         result["superlink_cmd"] = cmd
         superlink = procs.start(cmd, tmp / "superlink.log", link_env, Path(server["/var/lib/relief"]))
-        while not _healthy_tls(link_port, certs / "ca.crt"):
-            assert superlink.poll() is None, (tmp / "superlink.log").read_text()[-3000:]
-            assert time.monotonic() - started < 60, "SuperLink not healthy after 60 s"
-            time.sleep(0.3)
+        wait_healthy(
+            lambda: superlink_healthy(link_port, ca=certs / "ca.crt", timeout=1),
+            superlink,
+            tmp / "superlink.log",
+            since=started,
+        )
 
         # 3. the operator registers two node keys (TLS connection with root-certificates)
-        home = tmp / "operator-home"
-        home.mkdir()
-        (home / "config.toml").write_text(
-            f'[superlink]\ndefault = "testbed"\n\n[superlink.testbed]\naddress = "127.0.0.1:{link_port}"\n'
-            f"root-certificates = {_toml_str(str(certs / 'ca.crt'))}\n"
+        cli_env = flower_env(tmp, "operator")
+        write_connection(
+            Path(cli_env["FLWR_HOME"]), "testbed", f"127.0.0.1:{link_port}", root_certificates=certs / "ca.crt"
         )
-        cli_env = base_env | {"FLWR_HOME": str(home), "PATH": f"{BIN}{os.pathsep}{base_env.get('PATH', '')}"}
         result["register"] = [
             subprocess.run(
                 [
@@ -335,7 +247,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> dict:
         config.write_text(yaml.safe_dump(SMALL))
         run_dir = tmp / "run"
         result["run_dir"] = run_dir
-        run_config = f"config={_toml_str(str(config))} run-dir={_toml_str(str(run_dir))}"
+        run_config = f"config={toml_str(str(config))} run-dir={toml_str(str(run_dir))}"
         cli = procs.start(
             [str(BIN / "flwr"), "run", str(ROOT), "testbed", "--run-config", run_config, "--stream"],
             tmp / "flwr-run.log",
@@ -344,11 +256,9 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> dict:
         )
         summary = run_dir / "summary.json"
         run_started = time.monotonic()
-        while not summary.exists() and time.monotonic() - run_started < RUN_TIMEOUT_S:
-            procs.snapshot()
-            if superlink.poll() is not None or cli.poll() not in (None, 0):
-                break
-            time.sleep(0.5)
+        wait_for_file(
+            summary, RUN_TIMEOUT_S, procs, keep_going=lambda: superlink.poll() is None and cli.poll() in (None, 0)
+        )
         result["run_s"] = time.monotonic() - run_started
         with contextlib.suppress(subprocess.TimeoutExpired):
             cli.wait(timeout=60 if summary.exists() else 1)
@@ -438,11 +348,11 @@ def test_run_completes_with_both_nodes_every_round(deployment: dict) -> None:
     assert deployment["node_rcs"] == [None] * NODES, deployment["node_rcs"]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["rounds"] == 2, summary
-    rounds = _rows(run / "rounds.csv")
+    rounds = rows(run / "rounds.csv")
     assert [r["round"] for r in rounds] == ["0", "1", "2"], rounds
     for r in rounds[1:]:
         assert r["participants"] == str(NODES) and r["failed"] == "0", r
-    clients = _rows(run / "clients.csv")
+    clients = rows(run / "clients.csv")
     assert sorted((c["round"], c["client"], c["status"]) for c in clients) == [
         (str(r), str(c), "ok") for r in (1, 2) for c in range(NODES)
     ], clients

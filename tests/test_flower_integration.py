@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import subprocess
 import sys
@@ -19,22 +18,12 @@ import numpy as np
 import psutil
 import pytest
 import yaml
+from flower_support import ROOT, SMALL, flower_env
 
 from common.experiment import load_experiment
 from relief_server.direct import run_direct
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.integration
-
-SMALL = {
-    "name": "it",
-    "seed": 3,
-    "data": {"name": "synthetic-pamap2", "synthetic_seconds": 12.0},
-    "clients": {"test_count": 5},  # 9 subjects - 5 held out = 4 clients = 4 supernodes
-    "clock": {"deadline_mode": "fastest", "deadline_factor": 2.0},
-    "train": {"rounds": 3, "batch_size": 16},
-    "eval": {"target_macro_f1": 0.3},
-}
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +31,7 @@ def simulated(tmp_path_factory: pytest.TempPathFactory) -> dict:
     tmp = tmp_path_factory.mktemp("flower")
     config = tmp / "small.yaml"
     config.write_text(yaml.safe_dump(SMALL))
-    env = {**os.environ, "RELIEF_CACHE_DIR": str(tmp / "cache"), "FLWR_HOME": str(tmp / "unused-flwr-home")}
+    env = flower_env(tmp, "unused")  # relief simulate makes its own private FLWR_HOME for each run
     proc = subprocess.run(
         [
             sys.executable,

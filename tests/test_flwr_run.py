@@ -14,64 +14,28 @@ with that FLWR_HOME may remain.
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import json
-import os
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 import yaml
+from flower_support import (
+    BIN,
+    ROOT,
+    SMALL,
+    alive,
+    flower_env,
+    free_port,
+    kill_tree,
+    processes_mentioning,
+    rows,
+    toml_str,
+    write_connection,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.integration
-
-SMALL = {
-    "name": "it",
-    "seed": 3,
-    "data": {"name": "synthetic-pamap2", "synthetic_seconds": 12.0},
-    "clients": {"test_count": 5},  # 9 subjects - 5 held out = 4 clients
-    "clock": {"deadline_mode": "fastest", "deadline_factor": 2.0},
-    "train": {"rounds": 3, "batch_size": 16},
-    "eval": {"target_macro_f1": 0.3},
-}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _toml_str(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _rows(path: Path) -> list[dict[str, str]]:
-    with path.open() as f:
-        return list(csv.DictReader(f))
-
-
-def _alive(p: psutil.Process) -> bool:
-    try:
-        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _with_home(home: Path) -> list[psutil.Process]:
-    """Live processes whose command line names ``home`` (zombies excluded: they hold no resources)."""
-    found = []
-    for p in psutil.process_iter(["cmdline", "status"]):
-        if p.info["status"] != psutil.STATUS_ZOMBIE and str(home) in " ".join(p.info.get("cmdline") or []):
-            found.append(p)
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -79,24 +43,17 @@ def flwr_runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     tmp = tmp_path_factory.mktemp("flwr-run")
     config = tmp / "small.yaml"
     config.write_text(yaml.safe_dump(SMALL))
-    home = tmp / "flwr-home"
-    home.mkdir()
-    (home / "config.toml").write_text('[superlink]\ndefault = "local"\n\n[superlink.local]\naddress = ":local:"\n')
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLWR_")} | {
-        "FLWR_HOME": str(home),
-        "FLWR_LOCAL_SUPERLINK_HTTP_API_PORT": str(_free_port()),
-        "FLWR_LOCAL_CONTROL_API_PORT": str(_free_port()),
-        "FLWR_TELEMETRY_ENABLED": "0",
-        "FLWR_DISABLE_UPDATE_CHECK": "1",
-        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-        "RELIEF_CACHE_DIR": str(tmp / "cache"),
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
+    env = flower_env(
+        tmp,
+        "flwr",
+        FLWR_LOCAL_SUPERLINK_HTTP_API_PORT=str(free_port()),
+        FLWR_LOCAL_CONTROL_API_PORT=str(free_port()),
+    )
+    home = Path(env["FLWR_HOME"])
+    write_connection(home, "local", ":local:")
 
     def flwr_run(run_dir: Path, overrides: str, federation: str | None) -> tuple[subprocess.CompletedProcess, float]:
-        run_config = (
-            f"config={_toml_str(str(config))} run-dir={_toml_str(str(run_dir))} overrides={_toml_str(overrides)}"
-        )
+        run_config = f"config={toml_str(str(config))} run-dir={toml_str(str(run_dir))} overrides={toml_str(overrides)}"
         cmd = [str(BIN / "flwr"), "run", str(ROOT), "local", "--run-config", run_config]
         cmd += ["--federation-config", federation] if federation else []
         started = time.monotonic()
@@ -113,20 +70,9 @@ def flwr_runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
         # clients' nodes, so shorten it; the same value bounds the QUERY, which Ray start-up needs time for.
         result["two"] = flwr_run(tmp / "two", "train.rounds=1 strategy.connect_timeout_s=20", None)
     finally:
-        superlinks = [p for p in _with_home(home) if "flower-superlink" in " ".join(p.cmdline())]
-        result["superlinks"] = [p.pid for p in superlinks]
-        tree = [q for p in superlinks for q in (p, *p.children(recursive=True))]
-        for p in tree:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                p.terminate()
-        _, alive = psutil.wait_procs(tree, timeout=15)
-        for p in alive:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                p.kill()
-        result["killed_late"] = [p.pid for p in alive]
-        psutil.wait_procs(alive, timeout=5)
-        result["tree"] = tree
-        result["left"] = [" ".join(p.cmdline()) for p in _with_home(home)]
+        result["superlinks"] = [p.pid for p in processes_mentioning("flower-superlink", str(home))]
+        result["tree"] = kill_tree(result["superlinks"], timeout=15)
+        result["left"] = [" ".join(p.cmdline()) for p in processes_mentioning(str(home))]
         print("flwr run: " + ", ".join(f"{k} {result[k][1]:.0f} s" for k in ("four", "two") if k in result))
     return result
 
@@ -151,10 +97,10 @@ def test_flwr_run_writes_a_complete_run_folder(flwr_runs: dict) -> None:
 
 def test_run_config_overrides_take_effect(flwr_runs: dict) -> None:
     run = flwr_runs["tmp"] / "four"
-    rounds = _rows(run / "rounds.csv")
+    rounds = rows(run / "rounds.csv")
     assert [r["round"] for r in rounds] == ["0", "1", "2"], rounds  # the YAML says 3; overrides said 2
     assert all(r["participants"] == "4" and r["failed"] == "0" for r in rounds[1:]), rounds
-    assert len(_rows(run / "clients.csv")) == 2 * 4
+    assert len(rows(run / "clients.csv")) == 2 * 4
     assert json.loads((run / "summary.json").read_text())["rounds"] == 2
 
 
@@ -164,10 +110,10 @@ def test_default_federation_runs_with_two_of_four_clients(flwr_runs: dict) -> No
     run = flwr_runs["tmp"] / "two"
     assert (run / "summary.json").is_file(), _explain(flwr_runs["two"])
     assert "only 2 of the federation's 4 clients have a node" in proc.stdout, _explain(flwr_runs["two"])
-    rounds = _rows(run / "rounds.csv")
+    rounds = rows(run / "rounds.csv")
     assert [r["round"] for r in rounds] == ["0", "1"], rounds
     assert rounds[1]["participants"] == "2" and rounds[1]["failed"] == "0", rounds
-    clients = _rows(run / "clients.csv")  # simulation gives its 2 nodes partition-ids 0 and 1
+    clients = rows(run / "clients.csv")  # simulation gives its 2 nodes partition-ids 0 and 1
     assert sorted(c["client"] for c in clients) == ["0", "1"] and all(c["status"] == "ok" for c in clients), clients
 
 
@@ -175,5 +121,5 @@ def test_superlink_stopped_by_pid_and_nothing_left(flwr_runs: dict) -> None:
     # `flwr run` started one detached SuperLink, and the second run reused it
     assert len(flwr_runs["superlinks"]) == 1, flwr_runs["superlinks"]
     assert len(flwr_runs["tree"]) > 1, "the SuperLink had no subprocess (its SuperExec) to check"
-    assert not [p for p in flwr_runs["tree"] if _alive(p)], flwr_runs["tree"]
+    assert not [p for p in flwr_runs["tree"] if alive(p)], flwr_runs["tree"]
     assert flwr_runs["left"] == [], flwr_runs["left"]

@@ -432,3 +432,67 @@ def test_a_device_that_cannot_deliver_before_the_deadline_sits_out() -> None:
     assert outcome.accepted == ["fast"] and "remote" not in outcome.rejected and outcome.late == []
     assert outcome.timing.idle_energy_j == pytest.approx(remote.profile.idle_w * outcome.timing.duration_s)
     assert snapshot(core) != before
+
+
+# ---------------------------------------------------------------------------------------------------- ablations
+
+
+def ablated_core(**switches: object) -> ServerCore:
+    core = make_core("relief")
+    core.alloc_cfg = dataclasses.replace(core.alloc_cfg, **switches)
+    return core
+
+
+def test_cohort_aggregation_off_returns_and_averages_every_group() -> None:
+    core = ablated_core(cohort_aggregation=False)
+    clients = three_clients()
+    plans = core.plan(1, clients)
+    everything = tuple(core.registry.names)
+    for c in clients:
+        assert plans[c.cid].send == everything and plans[c.cid].returns == everything
+        assert set(plans[c.cid].train) <= set(core.registry.groups_for(c.modalities))  # still trains what it owns
+    before = core.registry.read()
+    sparse_reply = reply(core, "k_abc", trained_arrays(core, plans["k_abc"], seed=1))  # only the trained groups
+    with pytest.raises(Exception, match="missing"):
+        core.check(Reply("k_abc", {k: v for k, v in sparse_reply.arrays.items() if k.startswith("mod.a")}, 8, 1, 1))
+    replies = []
+    for i, c in enumerate(clients):
+        arrays = {k: v.copy() for k, v in before.items()}  # stale copies of everything ...
+        arrays.update(trained_arrays(core, dataclasses.replace(plans[c.cid], reply=()), seed=i))  # ... + trained
+        replies.append(reply(core, c.cid, arrays))
+    outcome = core.aggregate(1, clients, replies)
+    assert outcome.cohorts["mod.c"] == ["k_a", "k_ab", "k_abc"]  # non-owners' stale copies entered the mean
+
+
+def test_elastic_off_runs_full_work_and_is_dropped_when_late() -> None:
+    clients = deadline_clients()
+    elastic = make_core("relief").plan(1, clients)
+    core = ablated_core(elastic=False)
+    plans = core.plan(1, clients)
+    assert all(p.samples == p.full_samples for p in plans.values())
+    assert any(elastic[c].samples < plans[c].samples for c in plans)  # the elastic plan had cut someone's work
+    outcome = core.aggregate(1, clients, [reply(core, c.cid) for c in clients])
+    assert outcome.late  # that device now misses the deadline and its update is dropped
+    assert all(cid not in outcome.accepted for cid in outcome.late)
+
+
+def test_sparse_off_prices_the_whole_model_each_way() -> None:
+    clients = three_clients()
+    dense = ablated_core(sparse=False)
+    sparse = make_core("relief")
+    for core in (dense, sparse):
+        core.plan(1, clients)
+    full = dense.registry.nbytes(dense.registry.names)
+    out_dense = dense.aggregate(1, clients, [reply(dense, c.cid) for c in clients])
+    out_sparse = sparse.aggregate(1, clients, [reply(sparse, c.cid) for c in clients])
+    assert set(out_dense.bytes_down.values()) == {full} and set(out_dense.bytes_up.values()) == {full}
+    assert out_sparse.bytes_up["k_a"] < full  # the one-sensor device moves only its groups under RELIEF
+
+
+def test_random_scores_are_reproducible_by_seed() -> None:
+    clients = [client("k", ("a", "b", "c"), "rpi4", 3000)]  # a budget that forces a choice
+    picks = []
+    for _ in range(2):
+        core = ablated_core(scores="random")
+        picks.append([core.plan(r, clients)["k"].train for r in range(1, 6)])
+    assert picks[0] == picks[1]
