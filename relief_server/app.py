@@ -11,6 +11,7 @@ import logging
 import shlex
 import time
 from pathlib import Path
+from typing import Any
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
@@ -38,21 +39,22 @@ def experiment_from_run_config(run_config: dict) -> tuple[ExperimentConfig, Path
     return cfg, run_dir.resolve()
 
 
-def discover(grid: Grid, experiment_text: str, wanted: int, timeout_s: float) -> dict[int, str]:
-    """Wait for ``wanted`` nodes (or the timeout), then QUERY each for its identity: node id -> client id."""
+def discover(grid: Grid, experiment_text: str, wanted: int, timeout_s: float) -> dict[int, dict[str, Any]]:
+    """Wait for ``wanted`` nodes (or the timeout), then QUERY each for its identity: node id -> what the node says
+    about itself (cid, tier, device profile, modalities, samples)."""
     deadline = time.monotonic() + timeout_s
     while len(nodes := list(grid.get_node_ids())) < wanted and time.monotonic() < deadline:
         log.info("waiting for nodes: %d of %d connected", len(nodes), wanted)
         time.sleep(1.0)
     record = RecordDict({"config": ConfigRecord({"experiment": experiment_text})})
     queries = [Message(content=record, message_type=MessageType.QUERY, dst_node_id=n) for n in nodes]
-    mapping: dict[int, str] = {}
+    mapping: dict[int, dict[str, Any]] = {}
     for reply in grid.send_and_receive(queries, timeout=timeout_s):
         if reply.has_error():
             log.warning("node %s did not identify itself: %s", reply.metadata.src_node_id, reply.error.reason)
             continue
-        mapping[reply.metadata.src_node_id] = str(reply.content.config_records["info"]["cid"])
-    dupes = len(mapping) - len(set(mapping.values()))
+        mapping[reply.metadata.src_node_id] = dict(reply.content.config_records["info"])
+    dupes = len(mapping) - len({str(info["cid"]) for info in mapping.values()})
     if dupes:
         raise RuntimeError(f"{dupes} nodes claim the same partition-id; give each node its own")
     return mapping
@@ -65,7 +67,8 @@ def main(grid: Grid, context: Context) -> None:
     text = experiment_to_text(cfg)
     session = Session(cfg, run_dir, progress=True)
     expected = len(session.clients)
-    node_to_cid = discover(grid, text, expected, cfg.strategy.connect_timeout_s)
+    identities = discover(grid, text, expected, cfg.strategy.connect_timeout_s)
+    node_to_cid = {node: str(info["cid"]) for node, info in identities.items()}
     if len(node_to_cid) < expected:
         log.warning(
             "only %d of the federation's %d clients have a node; the others sit out (simulation: pass "
@@ -77,6 +80,7 @@ def main(grid: Grid, context: Context) -> None:
     unknown = set(node_to_cid.values()) - set(session.clients)
     if unknown:
         raise RuntimeError(f"nodes identify as clients {sorted(unknown)} that the federation does not have")
+    session.adopt({str(info["cid"]): info for info in identities.values()})
     if len(node_to_cid) < cfg.strategy.min_nodes:
         raise RuntimeError(f"only {len(node_to_cid)} nodes answered; strategy.min_nodes={cfg.strategy.min_nodes}")
     print(f"RELIEF [{cfg.strategy.name}] {len(node_to_cid)} nodes, {cfg.train.rounds} rounds -> {run_dir}", flush=True)

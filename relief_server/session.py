@@ -72,6 +72,25 @@ class Session:
         self.progress = progress
         self._started = time.perf_counter()
 
+    def adopt(self, identities: Mapping[str, Mapping[str, Any]]) -> None:
+        """Keep only the clients that have a node, as the nodes describe themselves: a real box may declare fewer
+        sensors (`modalities`) or a calibrated `device-profile` in its node config. A profile the server cannot load
+        (a path that exists only on the node) keeps the federation's profile, with a warning."""
+        adopted = {}
+        for cid, info in sorted(identities.items()):
+            known = self.clients[cid]
+            profile = known.profile
+            name = str(info.get("profile") or profile.name)
+            if name != profile.name:
+                try:
+                    profile = load_profile(name)
+                except (OSError, ValueError) as err:
+                    print(f"client {cid}: device profile {name!r} not loadable here ({err}); using {profile.name}")
+            mods = tuple(str(m) for m in info.get("modalities", known.modalities))
+            samples = int(info.get("samples", known.samples))
+            adopted[cid] = ClientInfo(cid, mods, samples, profile, known.tier)
+        self.clients = adopted
+
     def instructions(self, round_number: int, cids: list[str]) -> dict[str, tuple[Instruction, dict]]:
         """Plan the round for the given clients: cid -> (instruction, arrays to send)."""
         plans = self.core.plan(round_number, [self.clients[c] for c in cids])

@@ -44,3 +44,32 @@ def test_client_returns_exactly_the_asked_groups(tmp_path, monkeypatch: pytest.M
     with pytest.raises(ValueError, match="does not own"):
         missing = next(m.name for m in fed.modalities if m.name not in client.modalities)
         run_instruction(cfg, fed, client, sent, Instruction(1, ("shared",), (missing,), 8, 5))
+
+
+def test_server_adopts_what_nodes_declare(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real box may declare fewer sensors or a calibrated profile in its node config; clients without a node
+    drop out of the round bookkeeping (no idle energy for devices that do not exist)."""
+    from relief_server.session import Session
+
+    monkeypatch.setenv("RELIEF_CACHE_DIR", str(tmp_path))
+    cfg = load_experiment("configs/default.yaml", ["data.synthetic_seconds=10"])
+    session = Session(cfg, None)
+    full = next(c for c in session.clients.values() if len(c.modalities) == 4)
+    other = next(c for c in session.clients.values() if c.cid != full.cid)
+    session.adopt(
+        {
+            full.cid: {
+                "cid": full.cid,
+                "modalities": [full.modalities[0]],
+                "samples": full.samples,
+                "profile": "x86-host",
+            },
+            other.cid: {"cid": other.cid, "profile": "/only/on/the/node.yaml"},
+        }
+    )
+    assert set(session.clients) == {full.cid, other.cid}
+    assert session.clients[full.cid].modalities == (full.modalities[0],)
+    assert session.clients[full.cid].profile.name == "x86-host"
+    assert session.clients[other.cid].profile == other.profile  # not loadable here: the federation's profile
+    plans = session.core.plan(1, list(session.clients.values()))
+    assert all(g in ("mod." + full.modalities[0], "shared") for g in plans[full.cid].train)
