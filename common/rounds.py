@@ -227,17 +227,20 @@ class ServerCore:
                 bad[cid] = "no reply"
         bytes_down = {cid: self.wire_bytes(p.send) for cid, p in self.plans.items()}
         bytes_up = {r.cid: self.wire_bytes(self.plans[r.cid].returns) for r in good}
-        answered = {r.cid: r for r in good}  # a client without a valid reply is priced by its download alone
+        # The clock prices the work the server can verify — the plan's FLOPs per sample x the samples the reply
+        # says it processed (checked <= planned) — not the FLOPs a client reports, so misreporting cannot dodge the
+        # deadline. A client without a valid reply is priced by its download alone.
+        answered = {r.cid: r.samples for r in good}
         costs = [
             client_cost(
                 by_cid[cid].profile,
-                answered[cid].flops if cid in answered else 0.0,
+                self.price(plan.present, plan.train) * answered.get(cid, 0),
                 bytes_up.get(cid, 0),
                 bytes_down[cid],
-                steps=answered[cid].steps if cid in answered else 0,
+                steps=-(-answered.get(cid, 0) // self.batch_size),
                 client_id=cid,
             )
-            for cid in sorted(self.plans)
+            for cid, plan in sorted(self.plans.items())
         ]
         idle = {c.cid: c.profile for c in clients if c.cid not in self.plans}
         timing = simulate_round(costs, self.deadline_s, idle=idle)

@@ -496,3 +496,16 @@ def test_random_scores_are_reproducible_by_seed() -> None:
         core = ablated_core(scores="random")
         picks.append([core.plan(r, clients)["k"].train for r in range(1, 6)])
     assert picks[0] == picks[1]
+
+
+def test_the_clock_prices_verified_work_not_reported_flops() -> None:
+    """A client that under-reports its FLOPs is still priced by its plan x the samples it processed, so it cannot
+    dodge the deadline; an honest reply is priced exactly as the plan predicted."""
+    clients = deadline_clients()
+    honest = make_core("fedavg-deadline")
+    honest.plan(1, clients)
+    late_honest = honest.aggregate(1, clients, [reply(honest, c.cid) for c in clients]).late
+    cheat = make_core("fedavg-deadline")
+    cheat.plan(1, clients)
+    outcome = cheat.aggregate(1, clients, [reply(cheat, c.cid, flops=0.0) for c in clients])
+    assert late_honest and outcome.late == late_honest
