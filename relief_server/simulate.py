@@ -124,7 +124,12 @@ def _worth_showing(line: str) -> str | None:
     return None
 
 
+def _interrupted(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")  # unwinds through run_one's `finally`, which stops the processes
+
+
 def main(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, _interrupted)  # systemd / CI stop a run with SIGTERM: clean up as for Ctrl-C
     from common.data import load_federation
     from common.experiment import load_experiment
 
@@ -165,7 +170,3 @@ def main(args: argparse.Namespace) -> int:
 
         print(compare(run_dirs, out / f"{base.name}-comparison"))
     return 0
-
-
-if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
