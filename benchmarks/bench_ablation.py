@@ -12,12 +12,10 @@ calls). Results: runs/bench/ablation.{md,json}.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-from pathlib import Path
 
-from common.experiment import load_experiment
-from relief_server.direct import run_direct
+from benchmarks.variants import run_variants, save
+from relief_server.session import Session
 
 VARIANTS = {
     "relief": [],
@@ -42,30 +40,22 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks ablation")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--config", default="configs/default.yaml")
+    p.add_argument("--rounds", type=int, default=None, help="override train.rounds (default: the config's)")
     args = p.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
-    results: dict[str, list[dict]] = {}
-    for name, extra in VARIANTS.items():
-        for seed in seeds:
-            cfg = load_experiment(args.config, ["strategy.name=relief", *extra, f"seed={seed}"])
-            _, s = run_direct(cfg)
-            hit = s["to_target"] or {}
-            results.setdefault(name, []).append(
-                {
-                    "seed": seed,
-                    "macro_f1": s["final"]["macro_f1"],
-                    "rare_f1": s["final"]["rare_modality_f1"],
-                    "time_s": hit.get("time_s"),
-                    "energy_j": hit.get("energy_j"),
-                    "bytes": hit.get("bytes"),
-                }
-            )
-            r = results[name][-1]
-            print(
-                f"  {name:32s} seed {seed}: macro-F1 {r['macro_f1']:.3f} rare-F1 {r['rare_f1']:.3f} "
-                f"time-to-target {r['time_s']}",
-                flush=True,
-            )
+
+    def measure(session: Session, summary: dict) -> dict:
+        hit = summary["to_target"] or {}
+        return {
+            "macro_f1": summary["final"]["macro_f1"],
+            "rare_f1": summary["final"]["rare_modality_f1"],
+            "time_s": hit.get("time_s"),
+            "energy_j": hit.get("energy_j"),
+            "bytes": hit.get("bytes"),
+        }
+
+    base = ["strategy.name=relief", *([f"train.rounds={args.rounds}"] if args.rounds else [])]
+    results = run_variants(args.config, VARIANTS, seeds, base, measure)
     lines = [
         "| variant | time to target (s) | energy to target (J) | MB to target | final macro-F1 | rare-modality F1 |",
         "|---|---|---|---|---|---|",
@@ -82,8 +72,5 @@ def main(argv: list[str]) -> int:
         "that reached it)."
     )
     print(text)
-    out = Path("runs/bench")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "ablation.md").write_text(text + "\n")
-    (out / "ablation.json").write_text(json.dumps(results, indent=2))
+    save("ablation", text, results)
     return 0

@@ -11,13 +11,10 @@ the rare modality). Runs use the direct runner (the same pure functions Flower c
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import time
-from pathlib import Path
 
-from common.experiment import load_experiment
-from relief_server.direct import run_direct
+from benchmarks.variants import run_variants, save
+from relief_server.session import Session
 
 VARIANTS = {
     "fedavg-deadline": ["strategy.name=fedavg-deadline"],
@@ -36,33 +33,21 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     base = ["strategy.name=relief", f"train.rounds={args.rounds}"]
-    results: dict[str, list[dict]] = {}
-    for name, extra in VARIANTS.items():
-        for seed in seeds:
-            cfg = load_experiment(args.config, [*base, *extra, f"seed={seed}", f"name=bench-{name}-{seed}"])
-            t0 = time.perf_counter()
-            session, summary = run_direct(cfg)
-            rounds = session.assigned[("full", "shared")] or 1
-            share = {g: session.assigned[("full", g)] / rounds for g in session.core.registry.names if g != "shared"}
-            hit = summary["to_target"]
-            results.setdefault(name, []).append(
-                {
-                    "seed": seed,
-                    "macro_f1": summary["final"]["macro_f1"],
-                    "rare_f1": summary["final"]["rare_modality_f1"],
-                    "time_to_target_s": hit["time_s"] if hit else None,
-                    "energy_j": summary["totals"]["energy_j"],
-                    "wall_s": time.perf_counter() - t0,
-                    "full_tier_share": share,
-                    "rare_share": statistics.mean(share[f"mod.{m}"] for m in summary["rare_modalities"]),
-                }
-            )
-            r = results[name][-1]
-            print(
-                f"  {name:20s} seed {seed}: macro-F1 {r['macro_f1']:.3f} rare-F1 {r['rare_f1']:.3f} "
-                f"full-tier share {' '.join(f'{g[4:]}={v:.2f}' for g, v in share.items())} ({r['wall_s']:.0f} s)",
-                flush=True,
-            )
+
+    def measure(session: Session, summary: dict) -> dict:
+        rounds = session.assigned[("full", "shared")] or 1
+        share = {g: session.assigned[("full", g)] / rounds for g in session.core.registry.names if g != "shared"}
+        hit = summary["to_target"]
+        return {
+            "macro_f1": summary["final"]["macro_f1"],
+            "rare_f1": summary["final"]["rare_modality_f1"],
+            "time_to_target_s": hit["time_s"] if hit else None,
+            "energy_j": summary["totals"]["energy_j"],
+            "full_tier_share": share,
+            "rare_share": statistics.mean(share[f"mod.{m}"] for m in summary["rare_modalities"]),
+        }
+
+    results = run_variants(args.config, VARIANTS, seeds, base, measure)
     lines = [
         "| variant | macro-F1 (mean ± sd) | rare-modality F1 (mean ± sd) | full-sensor devices: rounds training "
         "a rare group | reached target |",
@@ -81,8 +66,5 @@ def main(argv: list[str]) -> int:
     text = "\n".join(lines)
     text += f"\n\n{args.config}, seeds {seeds}, {args.rounds} rounds; unassigned=forward uses norm=stderr."
     print(text)
-    out = Path("runs/bench")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "allocator.md").write_text(text + "\n")
-    (out / "allocator.json").write_text(json.dumps(results, indent=2))
+    save("allocator", text, results)
     return 0
