@@ -105,6 +105,10 @@ class ServerCore:
     def price(self, present: Sequence[str], trained: Sequence[str]) -> float:
         return self.registry.step_flops(present, trained).total
 
+    def steps(self, samples: int) -> int:
+        """Optimiser steps for ``samples`` samples (the last batch may be partial)."""
+        return -(-samples // self.batch_size)
+
     def full_samples(self, c: ClientInfo) -> int:
         return max(1, round(self.local_epochs * c.samples))
 
@@ -147,7 +151,7 @@ class ServerCore:
             budget = None
             if self.deadline_s is not None:
                 nbytes = self.wire_bytes(owned)
-                steps = -(-full // self.batch_size)
+                steps = self.steps(full)
                 budget = compute_budget_flops(c.profile, self.deadline_s, nbytes, nbytes, steps=steps)
             a = allocate(
                 c.modalities,
@@ -176,7 +180,7 @@ class ServerCore:
 
     def _finish_s(self, c: ClientInfo, a: Assignment) -> float:
         """Virtual time at which the device would deliver this assignment (its actual bytes and steps)."""
-        steps = -(-a.samples // self.batch_size)
+        steps = self.steps(a.samples)
         return client_cost(c.profile, a.flops, self.wire_bytes(a.returns), self.wire_bytes(a.send), steps=steps).total_s
 
     def payload(self, assignment: Assignment) -> dict[str, np.ndarray]:
@@ -222,30 +226,31 @@ class ServerCore:
                 good.append(r)
             except ReplyRejected as err:
                 bad[r.cid] = str(err)
+        answered = {r.cid: r.samples for r in good}
         for cid in self.plans:
-            if cid not in bad and all(r.cid != cid for r in good):
+            if cid not in bad and cid not in answered:
                 bad[cid] = "no reply"
         bytes_down = {cid: self.wire_bytes(p.send) for cid, p in self.plans.items()}
         bytes_up = {r.cid: self.wire_bytes(self.plans[r.cid].returns) for r in good}
         # The clock prices the work the server can verify — the plan's FLOPs per sample x the samples the reply
         # says it processed (checked <= planned) — not the FLOPs a client reports, so misreporting cannot dodge the
         # deadline. A client without a valid reply is priced by its download alone.
-        answered = {r.cid: r.samples for r in good}
         costs = [
             client_cost(
                 by_cid[cid].profile,
                 self.price(plan.present, plan.train) * answered.get(cid, 0),
                 bytes_up.get(cid, 0),
                 bytes_down[cid],
-                steps=-(-answered.get(cid, 0) // self.batch_size),
+                steps=self.steps(answered.get(cid, 0)),
                 client_id=cid,
             )
             for cid, plan in sorted(self.plans.items())
         ]
         idle = {c.cid: c.profile for c in clients if c.cid not in self.plans}
         timing = simulate_round(costs, self.deadline_s, idle=idle)
+        dropped = set(timing.dropped)
         late = [cid for cid in timing.dropped if cid not in bad]
-        survivors = [r for r in good if r.cid not in set(timing.dropped)]
+        survivors = [r for r in good if r.cid not in dropped]
         current = self.registry.read()
         updates = [Update(r.cid, r.arrays, float(r.samples)) for r in survivors]
         new = masked_mean(current, updates)
@@ -253,9 +258,9 @@ class ServerCore:
             self._observe(current, survivors)
         self.registry.write({k: v for k, v in new.items() if v is not current[k]})
         self.ledger.add_timing(timing, round=round_number)
+        carried = carried_by(updates)  # key -> clients; a group's cohort is who carried any of its keys
         cohorts = {
-            g: sorted({u for k, us in carried_by(updates).items() if k.startswith(g + "/") for u in us})
-            for g in self.registry.names
+            g: sorted({u for k in self.registry.keys(g) for u in carried.get(k, [])}) for g in self.registry.names
         }
         return RoundOutcome(round_number, timing, [r.cid for r in survivors], bad, late, cohorts, bytes_up, bytes_down)
 

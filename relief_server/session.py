@@ -135,6 +135,11 @@ class Session:
         }
         self.history.append(row)
         by_cid = {r.cid: r for r in replies}
+
+        def who(cid: str) -> dict[str, Any]:
+            info = self.clients[cid]
+            return {"round": outcome.round, "client": cid, "tier": info.tier, "profile": info.profile.name}
+
         client_rows = []
         for cid, plan in sorted(self.core.plans.items()):
             info, cr, r = self.clients[cid], outcome.timing.clients.get(cid), by_cid.get(cid)
@@ -146,10 +151,7 @@ class Session:
             )
             client_rows.append(
                 {
-                    "round": outcome.round,
-                    "client": cid,
-                    "tier": info.tier,
-                    "profile": info.profile.name,
+                    **who(cid),
                     "status": status,
                     "groups": list(plan.train),
                     "present": list(plan.present),
@@ -160,21 +162,13 @@ class Session:
                     "bytes_down": outcome.bytes_down.get(cid, 0),
                     "virtual_s": cr.finish_s if cr else "",
                     "virtual_j": cr.energy_j if cr else "",
-                    **({k: v for k, v in r.metrics.items()} if r else {}),
+                    **(dict(r.metrics) if r else {}),
                 }
             )
-        for cid in self.core.sat_out:
-            info = self.clients[cid]
-            client_rows.append(
-                {
-                    "round": outcome.round,
-                    "client": cid,
-                    "tier": info.tier,
-                    "profile": info.profile.name,
-                    "status": "sat out: cannot deliver one batch before the deadline",
-                    "samples": 0,
-                }
-            )
+        client_rows += [
+            {**who(cid), "status": "sat out: cannot deliver one batch before the deadline", "samples": 0}
+            for cid in self.core.sat_out
+        ]
         if self.recorder:
             self.recorder.round(row)
             self.recorder.clients(client_rows)
