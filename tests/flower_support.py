@@ -194,3 +194,23 @@ def wait_healthy(
         assert proc.poll() is None, log.read_text()[-3000:]
         assert time.monotonic() - since < limit, f"SuperLink not healthy after {limit:.0f} s"
         time.sleep(0.3)
+
+
+def finish_run(cli: subprocess.Popen, nodes: list[subprocess.Popen], summary: Path, result: dict) -> None:
+    """After the wait: give `flwr run` time to exit once the run is over, then record its and the nodes' codes."""
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        cli.wait(timeout=60 if summary.exists() else 1)
+    result["cli_rc"] = cli.poll()
+    result["node_rcs"] = [n.poll() for n in nodes]
+
+
+def wind_down(procs: Processes, result: dict, tmp: Path, started: float) -> None:
+    """Stop everything started, record what is left running, the wall time and every log (for failure messages)."""
+    procs.stop_all()
+    result["left"] = procs.left_running(result["markers"])
+    result["wall_s"] = time.monotonic() - started
+    result["logs"] = {p.name: p.read_text(errors="replace") for p in sorted(tmp.glob("*.log"))}
+
+
+def log_tail(result: dict, name: str = "flwr-run.log", n: int = 4000) -> str:
+    return result["logs"].get(name, "")[-n:]

@@ -36,13 +36,16 @@ from flower_support import (
     BIN,
     ROOT,
     Processes,
+    finish_run,
     flower_env,
     free_port,
+    log_tail,
     rows,
     superlink_healthy,
     toml_str,
     wait_for_file,
     wait_healthy,
+    wind_down,
     write_connection,
 )
 
@@ -260,20 +263,10 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> dict:
             summary, RUN_TIMEOUT_S, procs, keep_going=lambda: superlink.poll() is None and cli.poll() in (None, 0)
         )
         result["run_s"] = time.monotonic() - run_started
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            cli.wait(timeout=60 if summary.exists() else 1)
-        result["cli_rc"] = cli.poll()
-        result["node_rcs"] = [n.poll() for n in nodes]
+        finish_run(cli, nodes, summary, result)
     finally:
-        procs.stop_all()
-        result["left"] = procs.left_running(result["markers"])
-        result["wall_s"] = time.monotonic() - started
-        result["logs"] = {p.name: p.read_text(errors="replace") for p in sorted(tmp.glob("*.log"))}
+        wind_down(procs, result, tmp, started)
     return result
-
-
-def _tail(d: dict, name: str = "flwr-run.log", n: int = 4000) -> str:
-    return d["logs"].get(name, "")[-n:]
 
 
 # ------------------------------------------------------------------------------------------------ the checks
@@ -335,7 +328,7 @@ def test_registration_over_tls(deployment: dict) -> None:
 def test_unregistered_key_is_refused_with_305(deployment: dict) -> None:
     # Flower's exit code 305 is what the log reports; the process exit status of every Flower error exit is 1
     # (flwr.supercore.exit.flwr_exit), which is what systemd sees.
-    log = _tail(deployment, "supernode-rogue.log")
+    log = log_tail(deployment, "supernode-rogue.log")
     assert deployment["rogue_rc"] == 1, log
     assert f"Exit Code: {EXIT_SUPERNODE_CONNECTION_ERROR}" in log, log
     assert "Failed to activate SuperNode" in log, log
@@ -343,8 +336,8 @@ def test_unregistered_key_is_refused_with_305(deployment: dict) -> None:
 
 def test_run_completes_with_both_nodes_every_round(deployment: dict) -> None:
     run = deployment["run_dir"]
-    assert (run / "summary.json").is_file(), f"no summary after {deployment['run_s']:.0f} s\n" + _tail(deployment)
-    assert deployment["cli_rc"] == 0, _tail(deployment)
+    assert (run / "summary.json").is_file(), f"no summary after {deployment['run_s']:.0f} s\n" + log_tail(deployment)
+    assert deployment["cli_rc"] == 0, log_tail(deployment)
     assert deployment["node_rcs"] == [None] * NODES, deployment["node_rcs"]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["rounds"] == 2, summary

@@ -12,10 +12,8 @@ and `--control-api-address` are deprecated and only matter for the legacy gRPC s
 
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
-import subprocess
 import time
 from itertools import pairwise
 from pathlib import Path
@@ -29,13 +27,16 @@ from flower_support import (
     ROOT,
     Processes,
     alive,
+    finish_run,
     flower_env,
     free_port,
+    log_tail,
     rows,
     superlink_healthy,
     toml_str,
     wait_for_file,
     wait_healthy,
+    wind_down,
     write_connection,
 )
 
@@ -123,33 +124,23 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> dict:
             summary, RUN_TIMEOUT_S - (time.monotonic() - started), procs, keep_going=kill_victim_after_round_1
         )
         result["finished_s"] = time.monotonic() - started
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            cli.wait(timeout=60 if summary.exists() else 1)
-        result["cli_rc"] = cli.poll()
-        result["node_rcs"] = [n.poll() for n in nodes]
+        finish_run(cli, nodes, summary, result)
     finally:
-        procs.stop_all()
-        result["left"] = procs.left_running(result["markers"])
-        result["wall_s"] = time.monotonic() - started
+        wind_down(procs, result, tmp, started)
         print(
             f"deployment: node {VICTIM} killed at {result.get('killed_at_s', -1):.0f} s, run finished at "
             f"{result.get('finished_s', -1):.0f} s, all stopped at {result['wall_s']:.0f} s"
         )
-        result["logs"] = {p.name: p.read_text(errors="replace") for p in sorted(tmp.glob("*.log"))}
     return result
-
-
-def _log_tail(d: dict, name: str = "flwr-run.log", n: int = 4000) -> str:
-    return d["logs"].get(name, "")[-n:]
 
 
 def test_run_completes_after_a_supernode_is_killed(deployment: dict) -> None:
     run = deployment["run_dir"]
-    assert "killed_at_s" in deployment, "round 1 never reached rounds.csv\n" + _log_tail(deployment)
-    assert (run / "summary.json").is_file(), f"no summary after {deployment['finished_s']:.0f} s\n" + _log_tail(
+    assert "killed_at_s" in deployment, "round 1 never reached rounds.csv\n" + log_tail(deployment)
+    assert (run / "summary.json").is_file(), f"no summary after {deployment['finished_s']:.0f} s\n" + log_tail(
         deployment
     )
-    assert deployment["cli_rc"] == 0, _log_tail(deployment)
+    assert deployment["cli_rc"] == 0, log_tail(deployment)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["rounds"] == 3 and summary["strategy"] == "relief"
     assert (run / "model.npz").is_file()
